@@ -1,0 +1,189 @@
+"""The one checkpoint format shared by training, evaluation and the node.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+``torch.load(weights_only=True)`` reads it and no pickled code can ever run on load.
+"""
+
+import dataclasses
+import math
+import os
+import pickle
+import tempfile
+
+import torch
+
+from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
+from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
+
+FORMAT_NAME = 'dense_ood_ros.checkpoint'
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, foreign or does not fit the model."""
+
+    def __init__(self, path, reason):
+        super().__init__(f'checkpoint {os.fspath(path)!s}: {reason}')
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A segmenter's weights plus everything needed to run and interpret it.
+
+    `threshold` applies to `default_score` at `temperatures[default_score]`.
+    `flow_config` holds RealNVP's constructor arguments when `flow_state_dict` is set.
+    `train` holds the resolved training config, iteration and git commit when known.
+    """
+
+    arch: str
+    num_classes: int
+    state_dict: dict
+    class_names: list
+    palette: list
+    mean: list = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))
+    input_short_edge: int = 512
+    default_score: str = 'msp'
+    temperatures: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_TEMPERATURES))
+    threshold: float = 0.5
+    flow_state_dict: dict = None
+    flow_config: dict = None
+    train: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self, path='<memory>'):
+        """Raise CheckpointError (naming `path`) if the metadata is inconsistent."""
+        problems = _metadata_problems(self)
+        if problems:
+            raise CheckpointError(path, 'invalid metadata: ' + '; '.join(problems))
+        return self
+
+    def to_dict(self):
+        """Return the dict that is written to disk."""
+        payload = dataclasses.asdict(self)
+        payload['format'] = FORMAT_NAME
+        payload['format_version'] = FORMAT_VERSION
+        return payload
+
+
+def _metadata_problems(ckpt):
+    problems = []
+    if not isinstance(ckpt.num_classes, int) or ckpt.num_classes < 1:
+        problems.append(f'num_classes must be a positive int, got {ckpt.num_classes!r}')
+        return problems
+    if len(ckpt.class_names) != ckpt.num_classes:
+        problems.append(f'{len(ckpt.class_names)} class names for {ckpt.num_classes} classes')
+    if len(ckpt.palette) != ckpt.num_classes or any(
+            len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in ckpt.palette):
+        problems.append(f'palette must hold {ckpt.num_classes} RGB triples in 0..255')
+    if len(ckpt.mean) != 3 or len(ckpt.std) != 3 or not all(s > 0 for s in ckpt.std):
+        problems.append('mean and std must be 3 values each, std positive')
+    if not isinstance(ckpt.input_short_edge, int) or ckpt.input_short_edge < 32:
+        problems.append(f'input_short_edge must be an int >= 32, got {ckpt.input_short_edge!r}')
+    if ckpt.default_score not in SCORES:
+        problems.append(f'default_score {ckpt.default_score!r} is not one of {SCORES}')
+    if set(ckpt.temperatures) != set(SCORES) or not all(
+            t > 0 for t in ckpt.temperatures.values()):
+        problems.append(f'temperatures must give a positive value for each of {SCORES}')
+    if not isinstance(ckpt.threshold, (int, float)) or not math.isfinite(ckpt.threshold):
+        problems.append(f'threshold must be a finite number, got {ckpt.threshold!r}')
+    if (ckpt.flow_state_dict is None) != (ckpt.flow_config is None):
+        problems.append('flow_state_dict and flow_config must be given together')
+    return problems
+
+
+def save_checkpoint(path, ckpt):
+    """Write `ckpt` to `path` atomically: a crash never leaves a truncated file behind."""
+    ckpt.validate(path)
+    save_atomically(ckpt.to_dict(), path)
+
+
+def save_atomically(payload, path):
+    """torch.save `payload` to a temporary file beside `path`, then rename it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+
+
+def read_payload(path):
+    """Load a torch file with weights_only=True, turning every failure into CheckpointError."""
+    if not os.path.isfile(path):
+        raise CheckpointError(path, 'no such file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        # weights_only refuses anything but tensors and plain containers: code never runs.
+        raise CheckpointError(
+            path, f'refused to unpickle it (contains objects other than weights): {error}'
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(path, f'not a readable torch file ({error})') from None
+
+
+def load_checkpoint(path, *, expected_arch=None, expected_num_classes=None):
+    """Read and validate a checkpoint written by save_checkpoint."""
+    payload = read_payload(path)
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT_NAME:
+        raise CheckpointError(path, f'not a {FORMAT_NAME} file (no matching "format" key)')
+    if payload.get('format_version') != FORMAT_VERSION:
+        raise CheckpointError(
+            path, f'format version {payload.get("format_version")!r} is not {FORMAT_VERSION}')
+    fields = {f.name for f in dataclasses.fields(Checkpoint)}
+    missing = sorted(f for f in ('arch', 'num_classes', 'state_dict', 'class_names', 'palette')
+                     if f not in payload)
+    if missing:
+        raise CheckpointError(path, f'missing entries {missing}')
+    ckpt = Checkpoint(**{k: v for k, v in payload.items() if k in fields})
+    ckpt.validate(path)
+    if expected_arch is not None and ckpt.arch != expected_arch:
+        raise CheckpointError(path, f'architecture {ckpt.arch!r}, expected {expected_arch!r}')
+    if expected_num_classes is not None and ckpt.num_classes != expected_num_classes:
+        raise CheckpointError(
+            path, f'{ckpt.num_classes} classes, expected {expected_num_classes}')
+    return ckpt
+
+
+def build_model_from_checkpoint(ckpt, path='<memory>'):
+    """Instantiate the segmenter a checkpoint describes and load its weights (strictly)."""
+    from dense_ood_ros.models import build_segmenter
+
+    try:
+        model = build_segmenter(ckpt.arch, ckpt.num_classes)
+    except ValueError as error:
+        raise CheckpointError(path, str(error)) from None
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as error:
+        # Shape mismatches here usually mean a class count or architecture change.
+        first_lines = ' '.join(str(error).split('\n')[:3])
+        raise CheckpointError(
+            path, f'weights do not fit {ckpt.arch} with {ckpt.num_classes} classes: '
+            f'{first_lines}') from None
+    return model
+
+
+def build_flow_from_checkpoint(ckpt, path='<memory>'):
+    """Instantiate the RealNVP stored beside the segmenter, or raise if there is none."""
+    from dense_ood_ros.models import RealNVP
+
+    if ckpt.flow_state_dict is None:
+        raise CheckpointError(path, 'holds no RealNVP flow weights')
+    flow = RealNVP(**ckpt.flow_config)
+    try:
+        flow.load_state_dict(ckpt.flow_state_dict, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(path, f'flow weights do not fit {ckpt.flow_config}: '
+                              f'{str(error).splitlines()[0]}') from None
+    return flow

@@ -1,0 +1,221 @@
+"""ROS-free inference: numpy RGB frames in, labels / anomaly score / masks out."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dense_ood_ros.checkpoint import (
+    Checkpoint, build_model_from_checkpoint, load_checkpoint)
+from dense_ood_ros.scores import SCORES, anomaly_score
+
+# LDN-121 downsamples by 32; padding to a multiple keeps every ladder skip aligned.
+STRIDE = 32
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    """Everything one frame produces, all at the input resolution."""
+
+    labels: np.ndarray    # uint8 (H, W) class ids
+    score: np.ndarray     # float32 (H, W) anomaly score, higher is more anomalous
+    mask: np.ndarray      # bool (H, W), score > threshold
+    open_set: np.ndarray  # uint8 (H, W) labels with anomalous pixels set to num_classes
+
+
+def resolve_device(device):
+    """Map 'auto', 'cpu', 'cuda' or 'cuda:N' to a torch.device, checking CUDA is there."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if resolved.type not in ('cpu', 'cuda'):
+        raise ValueError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if resolved.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {device!r} requested but CUDA is not available')
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f'device {device!r}: only {torch.cuda.device_count()} '
+                             'CUDA device(s) present')
+    return resolved
+
+
+def network_size(height, width, short_edge):
+    """Return the (h, w) a frame is resized to so that its short side is `short_edge`."""
+    scale = short_edge / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def check_rgb(rgb):
+    """Raise ValueError unless `rgb` is an (H, W, 3) uint8 array with H, W >= 1."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f'expected an (H, W, 3) uint8 numpy array, got {type(rgb).__name__}')
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'expected an (H, W, 3) uint8 array, got dtype {rgb.dtype}')
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'expected an (H, W, 3) uint8 array, got shape {rgb.shape}')
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f'expected a non-empty image, got shape {rgb.shape}')
+
+
+class DenseOODPipeline:
+    """One forward pass of a segmenter per frame, turned into labels and anomaly outputs.
+
+    `score`, `temperature` and `threshold` may be changed between calls (the node exposes
+    them as dynamic parameters); each assignment is validated.
+    """
+
+    def __init__(self, model, *, class_names, mean, std, input_short_edge, palette=None,
+                 score='msp', temperature=10.0, threshold=0.5, device='cpu', half=False):
+        self.device = resolve_device(device)
+        if half and self.device.type != 'cuda':
+            raise ValueError('half precision needs a CUDA device; use half=False on CPU')
+        if not isinstance(input_short_edge, int) or input_short_edge < STRIDE:
+            raise ValueError(f'input_short_edge must be an int >= {STRIDE}, '
+                             f'got {input_short_edge!r}')
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.palette = [tuple(c) for c in palette] if palette is not None else None
+        if self.num_classes > 254:
+            raise ValueError('at most 254 classes fit the uint8 open-set labels')
+        self.input_short_edge = input_short_edge
+        self.half = bool(half)
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(mean, dtype=self.dtype, device=self.device).view(shape) * 255
+        self._inv_std = 1.0 / (torch.tensor(std, dtype=self.dtype, device=self.device)
+                               .view(shape) * 255)
+        self.score = score
+        self.temperature = temperature
+        self.threshold = threshold
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, *, device='auto', half=False, input_short_edge=None,
+                        score=None, temperature=None, threshold=None):
+        """Build from a checkpoint path or Checkpoint; unset arguments come from its metadata.
+
+        `temperature` defaults to the checkpoint's temperature for the chosen score.
+        """
+        path = '<memory>'
+        if not isinstance(checkpoint, Checkpoint):
+            path, checkpoint = checkpoint, load_checkpoint(checkpoint)
+        model = build_model_from_checkpoint(checkpoint, path)
+        score = score or checkpoint.default_score
+        if score not in SCORES:
+            raise ValueError(f'score {score!r}: expected one of {SCORES}')
+        return cls(
+            model, class_names=checkpoint.class_names, palette=checkpoint.palette,
+            mean=checkpoint.mean, std=checkpoint.std, device=device, half=half,
+            input_short_edge=input_short_edge or checkpoint.input_short_edge, score=score,
+            temperature=temperature or checkpoint.temperatures[score],
+            threshold=checkpoint.threshold if threshold is None else threshold)
+
+    @property
+    def score(self):
+        """Name of the anomaly score: 'msp' or 'entropy'."""
+        return self._score
+
+    @score.setter
+    def score(self, value):
+        if value not in SCORES:
+            raise ValueError(f'score {value!r}: expected one of {SCORES}')
+        self._score = value
+
+    @property
+    def temperature(self):
+        """Softmax temperature applied before the score."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        if not isinstance(value, (int, float)) or not value > 0 or value == float('inf'):
+            raise ValueError(f'temperature must be a positive finite number, got {value!r}')
+        self._temperature = float(value)
+
+    @property
+    def threshold(self):
+        """Score above which a pixel is anomalous."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value):
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f'threshold must be a finite number, got {value!r}')
+        self._threshold = float(value)
+
+    def infer(self, rgb):
+        """Run one (H, W, 3) uint8 RGB frame; return a PipelineResult at its resolution."""
+        return self.infer_batch([rgb])[0]
+
+    def infer_batch(self, frames):
+        """Run several frames; those sharing a network input size share one forward pass."""
+        for rgb in frames:
+            check_rgb(rgb)
+        groups = {}
+        for index, rgb in enumerate(frames):
+            size = network_size(rgb.shape[0], rgb.shape[1], self.input_short_edge)
+            groups.setdefault(size, []).append(index)
+        results = [None] * len(frames)
+        for size, indices in groups.items():
+            scores, labels = self._forward([frames[i] for i in indices], size)
+            for row, index in enumerate(indices):
+                results[index] = self._to_input_resolution(
+                    frames[index], scores[row], labels[row])
+        return results
+
+    def preprocess(self, frames, size):
+        """Resize, normalise and pad frames into one (N, 3, H', W') network input tensor."""
+        height, width = size
+        resized = [rgb if rgb.shape[:2] == size else
+                   cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+                   for rgb in frames]
+        batch = torch.from_numpy(np.stack(resized)).to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2).to(self.dtype)
+        batch = (batch - self._mean) * self._inv_std
+        pad_h, pad_w = -height % STRIDE, -width % STRIDE
+        if pad_h or pad_w:
+            # Zero after normalisation is the mean colour: the least surprising filler.
+            batch = F.pad(batch, (0, pad_w, 0, pad_h))
+        return batch
+
+    @torch.inference_mode()
+    def _forward(self, frames, size):
+        batch = self.preprocess(frames, size)
+        logits = self.model(batch)[:, :, :size[0], :size[1]]
+        score = anomaly_score(logits, score=self._score, temperature=self._temperature)
+        labels = logits.argmax(dim=1).to(torch.uint8)
+        return score.float().cpu().numpy(), labels.cpu().numpy()
+
+    def _to_input_resolution(self, rgb, score, labels):
+        height, width = rgb.shape[:2]
+        if score.shape != (height, width):
+            score = cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
+            labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        mask = score > self._threshold
+        open_set = labels.copy()
+        open_set[mask] = self.num_classes
+        return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set)
+
+
+# Parameter names shared by config/perception.yaml, the node and the command-line tools.
+# Zero, an empty string or a negative threshold mean: take the checkpoint's value.
+PIPELINE_PARAMETER_DEFAULTS = {
+    'device': 'auto', 'half': False, 'input_short_edge': 0, 'score': '',
+    'temperature': 0.0, 'threshold': -1.0,
+}
+
+
+def pipeline_from_params(checkpoint, params):
+    """Build a pipeline from ROS-style parameters; unknown keys are left to the caller."""
+    values = {**PIPELINE_PARAMETER_DEFAULTS,
+              **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
+    return DenseOODPipeline.from_checkpoint(
+        checkpoint, device=values['device'], half=bool(values['half']),
+        input_short_edge=int(values['input_short_edge']) or None,
+        score=values['score'] or None, temperature=float(values['temperature']) or None,
+        threshold=None if float(values['threshold']) < 0 else float(values['threshold']))

@@ -1,0 +1,1 @@
+"""Command-line tools around the pipeline (image files, datasets, bags)."""

@@ -1,0 +1,121 @@
+"""DenseOODPipeline: numpy frames in, outputs at the input resolution, bad input named."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_checkpoint
+from dense_ood_ros.checkpoint import build_model_from_checkpoint
+from dense_ood_ros.pipeline import DenseOODPipeline, network_size
+from dense_ood_ros.scores import entropy, msp
+
+
+@pytest.fixture
+def pipeline(tiny_checkpoint_path):
+    return DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
+
+
+def _frame(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('height,width', [(48, 80), (75, 101), (64, 64), (130, 40)])
+def test_outputs_are_at_input_resolution(pipeline, height, width):
+    result = pipeline.infer(_frame(height, width))
+    assert result.labels.shape == (height, width) and result.labels.dtype == np.uint8
+    assert result.score.shape == (height, width) and result.score.dtype == np.float32
+    assert result.mask.shape == (height, width) and result.mask.dtype == bool
+    assert result.open_set.shape == (height, width) and result.open_set.dtype == np.uint8
+    assert result.labels.max() < pipeline.num_classes
+    # MSP at any temperature lies in [0, 1 - 1/C].
+    assert 0.0 <= result.score.min() and result.score.max() <= 1 - 1 / 3 + 1e-6
+
+
+def test_outputs_equal_a_hand_run_of_the_model(tiny_checkpoint_path):
+    ckpt = make_tiny_checkpoint()
+    pipe = DenseOODPipeline.from_checkpoint(ckpt, device='cpu', score='entropy',
+                                            temperature=2.0, threshold=0.9)
+    rgb = _frame(96, 150, seed=3)
+    height, width = network_size(96, 150, 64)
+    assert (height, width) == (64, 100)
+    resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(resized).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(ckpt.mean).view(1, 3, 1, 1)) / torch.tensor(ckpt.std).view(1, 3, 1, 1)
+    x = torch.nn.functional.pad(x, (0, 128 - width, 0, 64 - height))
+    model = build_model_from_checkpoint(ckpt).eval()
+    with torch.no_grad():
+        logits = model(x)[:, :, :height, :width]
+    score = entropy(logits, 2.0)[0].numpy()
+    labels = logits.argmax(1)[0].numpy().astype(np.uint8)
+
+    result = pipe.infer(rgb)
+    expected_score = cv2.resize(score, (150, 96), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.score, expected_score, atol=1e-4)
+    expected_labels = cv2.resize(labels, (150, 96), interpolation=cv2.INTER_NEAREST)
+    assert (result.labels != expected_labels).mean() < 1e-3
+    np.testing.assert_array_equal(result.mask, result.score > 0.9)
+    np.testing.assert_array_equal(result.open_set[result.mask], 3)
+    np.testing.assert_array_equal(result.open_set[~result.mask], result.labels[~result.mask])
+
+
+def test_runtime_changes_of_score_temperature_threshold(pipeline):
+    rgb = _frame(64, 96, seed=5)
+    pipeline.score, pipeline.temperature = 'msp', 1.0
+    threshold = float(np.median(pipeline.infer(rgb).score))
+    pipeline.threshold = threshold
+    at_median = pipeline.infer(rgb)
+    assert 0.2 < at_median.mask.mean() < 0.8
+    pipeline.threshold = 2.0
+    assert not pipeline.infer(rgb).mask.any()
+    pipeline.temperature = 10.0
+    # Higher temperature flattens the softmax: MSP can only grow.
+    assert np.all(pipeline.infer(rgb).score >= at_median.score - 1e-6)
+    for name, value in (('score', 'energy'), ('temperature', 0.0), ('temperature', -1),
+                        ('threshold', float('nan')), ('threshold', 'high')):
+        with pytest.raises(ValueError, match=name):
+            setattr(pipeline, name, value)
+    pipeline.threshold = 0.5
+
+
+def test_batched_frames_equal_single_frames(pipeline):
+    frames = [_frame(64, 96, seed=1), _frame(32, 48, seed=2), _frame(80, 80, seed=3)]
+    batched = pipeline.infer_batch(frames)
+    for rgb, result in zip(frames, batched):
+        single = pipeline.infer(rgb)
+        np.testing.assert_allclose(result.score, single.score, atol=1e-5)
+        assert (result.labels != single.labels).mean() < 1e-3
+
+
+def test_msp_score_matches_scores_module(pipeline):
+    pipeline.score, pipeline.temperature = 'msp', 10.0
+    rgb = _frame(64, 64, seed=9)
+    ref = pipeline.model(pipeline.preprocess([rgb], (64, 64))).detach()
+    np.testing.assert_allclose(pipeline.infer(rgb).score, msp(ref, 10.0)[0].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('bad,match', [
+    (np.zeros((8, 8, 3), dtype=np.float32), 'dtype float32'),
+    (np.zeros((8, 8), dtype=np.uint8), r'shape \(8, 8\)'),
+    (np.zeros((8, 8, 4), dtype=np.uint8), r'shape \(8, 8, 4\)'),
+    (np.zeros((0, 8, 3), dtype=np.uint8), 'non-empty'),
+    ([[0, 0, 0]], 'list'),
+])
+def test_bad_frames_raise_value_error_saying_what_was_expected(pipeline, bad, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline.infer(bad)
+
+
+def test_half_precision_needs_cuda(tiny_checkpoint_path):
+    with pytest.raises(ValueError, match='half precision needs a CUDA device'):
+        DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu', half=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_fp16_agrees_with_cpu(tiny_checkpoint_path):
+    rgb = _frame(96, 160, seed=4)
+    cpu = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu').infer(rgb)
+    gpu = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cuda',
+                                           half=True).infer(rgb)
+    np.testing.assert_allclose(gpu.score, cpu.score, atol=2e-2)
+    assert (gpu.labels != cpu.labels).mean() < 0.02
