@@ -81,7 +81,8 @@ def test_loads_old_style_key_names(torchvision_densenet, tmp_path):
     assert 'features.denseblock1.denselayer1.norm.1.weight' in old
     assert 'features.denseblock4.denselayer16.conv.2.weight' in old
     path = tmp_path / 'densenet121-old.pth'
-    torch.save(old, path)
+    # The ImageNet file predates the zip format too.
+    torch.save(old, path, _use_new_zipfile_serialization=False)
     model = ldn121(19, backbone_weights=path)
     # The original file has no batch counters; everything it does have must land.
     _assert_backbone_equals(model, torchvision_densenet, check_counters=False)
@@ -165,6 +166,16 @@ def test_skip_channels_and_strides():
     assert [tuple(f.shape) for f in features] == [
         (1, 256, 32, 32), (1, 512, 16, 16), (1, 1024, 8, 8), (1, 1024, 4, 4)]
     assert (features[3] >= 0).all()
+
+
+def test_pyramid_grids_keep_aspect_ratio():
+    model = ldn121(3).eval()
+    grids = []
+    for level in model.spp.levels:
+        level.register_forward_hook(lambda module, args, out: grids.append(args[0].shape[-2:]))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 256))  # 2 x 8 at /32
+    assert [tuple(g) for g in grids] == [(8, 32), (4, 16), (2, 8), (1, 4)]
 
 
 def _counting_checkpoint(monkeypatch):

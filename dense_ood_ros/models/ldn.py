@@ -41,19 +41,22 @@ def _running_stats_frozen(module):
     """Stop batch norms inside `module` from updating their running statistics.
 
     Checkpoint recomputation runs the forward pass a second time; without this every batch
-    norm would fold the same batch into its running mean/var twice.  With
-    ``track_running_stats`` off in training mode a batch norm still normalises with batch
-    statistics, so the recomputed activations are identical.
+    norm would fold the same batch into its running mean/var twice.  A momentum of zero
+    leaves the running statistics bit-identical while the batch norm still normalises with
+    batch statistics and saves the same tensors for backward (checkpointing checks that);
+    the batch counter it still bumps is restored afterwards.
     """
     norms = [m for m in module.modules()
              if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+    saved = [(norm.momentum, norm.num_batches_tracked.clone()) for norm in norms]
     for norm in norms:
-        norm.track_running_stats = False
+        norm.momentum = 0.0
     try:
         yield
     finally:
-        for norm in norms:
-            norm.track_running_stats = True
+        for norm, (momentum, counter) in zip(norms, saved):
+            norm.momentum = momentum
+            norm.num_batches_tracked.copy_(counter)
 
 
 def _checkpoint_contexts(module):
