@@ -22,8 +22,10 @@ lint: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks import the package from the repository root.
 bench: venv
-	$(PY) benchmarks/pipeline_overhead.py
+	PYTHONPATH=. $(PY) benchmarks/pipeline_overhead.py
+	PYTHONPATH=. $(PY) benchmarks/metrics_speed.py
 
 clean:
 	rm -rf build install log .pytest_cache

@@ -26,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'infer_image = dense_ood_ros.tools.infer_image:main',
+            'perception_node = dense_ood_ros.node:main',
         ],
     },
 )

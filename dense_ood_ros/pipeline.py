@@ -1,6 +1,7 @@
 """ROS-free inference: numpy RGB frames in, labels / anomaly score / masks out."""
 
 import dataclasses
+import threading
 
 import cv2
 import numpy as np
@@ -90,6 +91,8 @@ class DenseOODPipeline:
         self._mean = torch.tensor(mean, dtype=self.dtype, device=self.device).view(shape) * 255
         self._inv_std = 1.0 / (torch.tensor(std, dtype=self.dtype, device=self.device)
                                .view(shape) * 255)
+        # Settings may change from another thread (ROS parameter callbacks) mid-batch.
+        self.settings_lock = threading.RLock()
         self.score = score
         self.temperature = temperature
         self.threshold = threshold
@@ -124,7 +127,8 @@ class DenseOODPipeline:
     def score(self, value):
         if value not in SCORES:
             raise ValueError(f'score {value!r}: expected one of {SCORES}')
-        self._score = value
+        with self.settings_lock:
+            self._score = value
 
     @property
     def temperature(self):
@@ -135,7 +139,8 @@ class DenseOODPipeline:
     def temperature(self, value):
         if not isinstance(value, (int, float)) or not value > 0 or value == float('inf'):
             raise ValueError(f'temperature must be a positive finite number, got {value!r}')
-        self._temperature = float(value)
+        with self.settings_lock:
+            self._temperature = float(value)
 
     @property
     def threshold(self):
@@ -146,7 +151,8 @@ class DenseOODPipeline:
     def threshold(self, value):
         if not isinstance(value, (int, float)) or not np.isfinite(value):
             raise ValueError(f'threshold must be a finite number, got {value!r}')
-        self._threshold = float(value)
+        with self.settings_lock:
+            self._threshold = float(value)
 
     def infer(self, rgb):
         """Run one (H, W, 3) uint8 RGB frame; return a PipelineResult at its resolution."""
@@ -160,12 +166,14 @@ class DenseOODPipeline:
         for index, rgb in enumerate(frames):
             size = network_size(rgb.shape[0], rgb.shape[1], self.input_short_edge)
             groups.setdefault(size, []).append(index)
+        with self.settings_lock:
+            settings = self._score, self._temperature, self._threshold
         results = [None] * len(frames)
         for size, indices in groups.items():
-            scores, labels = self._forward([frames[i] for i in indices], size)
+            scores, labels = self._forward([frames[i] for i in indices], size, *settings[:2])
             for row, index in enumerate(indices):
                 results[index] = self._to_input_resolution(
-                    frames[index], scores[row], labels[row])
+                    frames[index], scores[row], labels[row], settings[2])
         return results
 
     def preprocess(self, frames, size):
@@ -184,19 +192,19 @@ class DenseOODPipeline:
         return batch
 
     @torch.inference_mode()
-    def _forward(self, frames, size):
+    def _forward(self, frames, size, score_name, temperature):
         batch = self.preprocess(frames, size)
         logits = self.model(batch)[:, :, :size[0], :size[1]]
-        score = anomaly_score(logits, score=self._score, temperature=self._temperature)
+        score = anomaly_score(logits, score=score_name, temperature=temperature)
         labels = logits.argmax(dim=1).to(torch.uint8)
         return score.float().cpu().numpy(), labels.cpu().numpy()
 
-    def _to_input_resolution(self, rgb, score, labels):
+    def _to_input_resolution(self, rgb, score, labels, threshold):
         height, width = rgb.shape[:2]
         if score.shape != (height, width):
             score = cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
             labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
-        mask = score > self._threshold
+        mask = score > threshold
         open_set = labels.copy()
         open_set[mask] = self.num_classes
         return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set)
@@ -210,12 +218,29 @@ PIPELINE_PARAMETER_DEFAULTS = {
 }
 
 
+def resolve_settings(checkpoint, *, score='', temperature=0.0, threshold=-1.0):
+    """Return (score, temperature, threshold) with unset values taken from the checkpoint."""
+    score = score or checkpoint.default_score
+    if score not in SCORES:
+        raise ValueError(f'score {score!r}: expected one of {SCORES}')
+    temperature = float(temperature) or checkpoint.temperatures[score]
+    threshold = float(threshold) if threshold >= 0 else checkpoint.threshold
+    return score, temperature, threshold
+
+
 def pipeline_from_params(checkpoint, params):
-    """Build a pipeline from ROS-style parameters; unknown keys are left to the caller."""
+    """Build a pipeline from ROS-style parameters; unknown keys are left to the caller.
+
+    `checkpoint` is a path or a loaded Checkpoint.
+    """
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = load_checkpoint(checkpoint)
     values = {**PIPELINE_PARAMETER_DEFAULTS,
               **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
+    score, temperature, threshold = resolve_settings(
+        checkpoint, score=values['score'], temperature=values['temperature'],
+        threshold=values['threshold'])
     return DenseOODPipeline.from_checkpoint(
         checkpoint, device=values['device'], half=bool(values['half']),
-        input_short_edge=int(values['input_short_edge']) or None,
-        score=values['score'] or None, temperature=float(values['temperature']) or None,
-        threshold=None if float(values['threshold']) < 0 else float(values['threshold']))
+        input_short_edge=int(values['input_short_edge']) or None, score=score,
+        temperature=temperature, threshold=threshold)

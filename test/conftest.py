@@ -1,10 +1,16 @@
 """Shared fixtures: small real checkpoints built with the code the node runs."""
 
+import os
+
 import pytest
 import torch
 
 from dense_ood_ros.checkpoint import Checkpoint, save_checkpoint
 from dense_ood_ros.models import ldn121
+
+# Isolate this run's DDS traffic: its own domain, discovery on this machine only.
+os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 
 TINY_CLASSES = ['road', 'car', 'sky']
 TINY_PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180]]

@@ -5,10 +5,13 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from ros_harness import Client, frame_message, NodeProcess
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONSOLE_SCRIPTS = ['infer_image']
+CONSOLE_SCRIPTS = ['infer_image', 'perception_node']
 
 
 @pytest.fixture(scope='module')
@@ -50,3 +53,24 @@ def test_installed_console_script_runs_from_a_sourced_workspace(install_tree, tm
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'infer_image' in result.stdout and '--checkpoint' in result.stdout
+
+
+@pytest.mark.slow
+def test_installed_node_starts_from_a_sourced_workspace_and_publishes(
+        install_tree, tiny_checkpoint_path, tmp_path):
+    script = install_tree / 'dense_ood_ros/lib/dense_ood_ros/perception_node'
+    # exec keeps the node as the shell's process, so it gets the signals directly.
+    command = ['bash', '-c', f'source {install_tree}/setup.bash && exec {script} "$@"', 'node']
+    client = Client()
+    try:
+        client.record('/perception_node/anomaly_mask')
+        publisher = client.publisher('/installed/image')
+        args = ('-p', f'checkpoint:={tiny_checkpoint_path}', '-p', 'device:=cpu',
+                '-r', 'image:=/installed/image')
+        with NodeProcess(*args, command=command, cwd=tmp_path) as node:
+            rgb = np.zeros((40, 60, 3), dtype=np.uint8)
+            assert client.handshake(publisher, frame_message(rgb, stamp_ns=5),
+                                    ['/perception_node/anomaly_mask']), node.output
+            assert node.interrupt() == 0, node.output
+    finally:
+        client.close()

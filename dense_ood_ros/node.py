@@ -1,0 +1,301 @@
+"""perception_node: camera images in; semantic, anomaly score and anomaly masks out.
+
+Thin glue between ROS and DenseOODPipeline. Subscription callbacks only keep the newest
+message of each camera; a worker thread runs the newest frames of all cameras through one
+batched forward pass and publishes, so a slow model never builds a queue of stale frames.
+"""
+
+import sys
+import threading
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+from dense_ood_ros import node_params
+from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
+from dense_ood_ros.frame_stats import FrameStats
+from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
+from dense_ood_ros.pipeline import pipeline_from_params, resolve_settings
+from dense_ood_ros.visualize import colorize, overlay, palette_lut
+
+# Outputs go to every subscriber that asks, so they are reliable with a short history.
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+WARN_THROTTLE_S = 5.0
+
+_PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+class CameraChannel:
+    """One camera: its newest unprocessed message, its publishers and its counters."""
+
+    def __init__(self, node, name, *, compressed, qos):
+        self.name = name or 'camera'
+        self.stats = FrameStats()
+        self._node = node
+        self._lock = threading.Lock()
+        self._latest = None
+        prefix = f'{name}/' if name else ''
+        msg_type, topic = ((CompressedImage, 'image/compressed') if compressed
+                           else (Image, 'image'))
+        self.subscription = node.create_subscription(msg_type, prefix + topic, self.store, qos)
+        self.publishers = {
+            output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS)
+            for output in ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set',
+                           'semantic_color', 'overlay')}
+
+    def store(self, msg):
+        """Keep only the newest message; an unprocessed older one counts as dropped."""
+        with self._lock:
+            if self._latest is not None:
+                self.stats.count('dropped')
+            self._latest = msg
+        self.stats.count('received')
+        self._node.wake_worker()
+
+    def take(self):
+        """Return and clear the newest unprocessed message (None when there is none)."""
+        with self._lock:
+            msg, self._latest = self._latest, None
+        return msg
+
+    def wants(self, output):
+        """Tell whether anyone subscribes to an optional output (colour images are lazy)."""
+        return self.publishers[output].get_subscription_count() > 0
+
+
+class PerceptionNode(Node):
+    """Dense open-set segmentation of one or more cameras."""
+
+    def __init__(self, **kwargs):
+        # Set before anything can fail: rclpy destroys a half-built node on shutdown too.
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker = None
+        super().__init__('perception_node', **kwargs)
+        self._declare_parameters()
+        params = {name: self.get_parameter(name).value for name in node_params.PARAMETERS}
+        for name, value in params.items():
+            reason = node_params.validate(name, value)
+            if reason:
+                raise ValueError(f'parameter {name}={value!r}: {reason}')
+        self.checkpoint_path = params['checkpoint']
+        self.checkpoint = load_checkpoint(self.checkpoint_path)
+        self.pipeline = pipeline_from_params(self.checkpoint, params)
+        self._lut = palette_lut(self.checkpoint.palette)
+        self._params = params
+        self._max_pixels = params['max_input_pixels']
+        self._compressed = params['input_transport'] == 'compressed'
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        input_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
+            reliability=(ReliabilityPolicy.RELIABLE if params['qos_reliability'] == 'reliable'
+                         else ReliabilityPolicy.BEST_EFFORT))
+        names = node_params.camera_names(self._declared_cameras())
+        self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=input_qos)
+                        for name in names]
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # A steady clock keeps diagnostics flowing under use_sim_time before /clock arrives.
+        self._diagnostics_timer = self.create_timer(
+            params['diagnostics_period'], self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+
+        self._worker = threading.Thread(target=self._work, name='perception_worker',
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'serving {len(self.cameras)} camera(s) {[c.name for c in self.cameras]} on '
+            f'{self.pipeline.device} with {self.checkpoint_path} '
+            f'({self.pipeline.score}, T={self.pipeline.temperature:g}, '
+            f'threshold={self.pipeline.threshold:g})')
+
+    def _declare_parameters(self):
+        for name, spec in node_params.PARAMETERS.items():
+            self.declare_parameter(name, spec.default, ParameterDescriptor(
+                description=spec.description, read_only=not spec.dynamic,
+                type=_PARAMETER_TYPES[type(spec.default)]))
+        self.declare_parameter('cameras', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+            description='Camera names; each gets <name>/image in and ~/<name>/... out. '
+                        'Unset: one camera on image.', read_only=True))
+
+    def _declared_cameras(self):
+        try:
+            return self.get_parameter('cameras').value
+        except ParameterUninitializedException:
+            return None
+
+    def _on_set_parameters(self, parameters):
+        updated = dict(self._params)
+        for parameter in parameters:
+            spec = node_params.PARAMETERS.get(parameter.name)
+            if spec is None:
+                continue
+            value = parameter.value
+            if isinstance(spec.default, float) and isinstance(value, int):
+                value = float(value)
+            reason = node_params.validate(parameter.name, value)
+            if reason:
+                return SetParametersResult(successful=False,
+                                           reason=f'{parameter.name}={value!r}: {reason}')
+            updated[parameter.name] = value
+        try:
+            score, temperature, threshold = resolve_settings(
+                self.checkpoint, score=updated['score'], temperature=updated['temperature'],
+                threshold=updated['threshold'])
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        with self.pipeline.settings_lock:
+            self.pipeline.score = score
+            self.pipeline.temperature = temperature
+            self.pipeline.threshold = threshold
+        self._params = updated
+        return SetParametersResult(successful=True)
+
+    def wake_worker(self):
+        """Tell the worker that a new frame is waiting."""
+        self._wake.set()
+
+    def _work(self):
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.2):
+                continue
+            self._wake.clear()
+            try:
+                self._process_newest()
+            except Exception as error:  # noqa: B902 - keep serving whatever goes wrong
+                self.get_logger().error(f'frame processing failed: {error!r}',
+                                        throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _process_newest(self):
+        batch = []
+        for camera in self.cameras:
+            msg = camera.take()
+            if msg is None:
+                continue
+            rgb = self._decode(camera, msg)
+            if rgb is not None:
+                batch.append((camera, msg, rgb))
+        if not batch:
+            return
+        results = self.pipeline.infer_batch([rgb for _, _, rgb in batch])
+        for (camera, msg, rgb), result in zip(batch, results):
+            self._publish(camera, msg.header, rgb, result)
+
+    def _decode(self, camera, msg):
+        try:
+            if self._compressed:
+                return self._decode_compressed(msg)
+            return image_to_rgb(msg, max_pixels=self._max_pixels)
+        except ImageDecodeError as error:
+            camera.stats.count('rejected')
+            self.get_logger().warning(f'{camera.name}: dropped a frame: {error}',
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+            return None
+
+    def _decode_compressed(self, msg):
+        bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageDecodeError(f'compressed image (format {msg.format!r}) did not decode')
+        if bgr.shape[0] * bgr.shape[1] > self._max_pixels:
+            raise ImageDecodeError(f'{bgr.shape[1]}x{bgr.shape[0]} exceeds max_input_pixels '
+                                   f'{self._max_pixels}')
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _publish(self, camera, header, rgb, result):
+        publish = camera.publishers
+        publish['semantic'].publish(array_to_image(result.labels, encoding='mono8',
+                                                   header=header))
+        publish['anomaly_score'].publish(array_to_image(result.score, encoding='32FC1',
+                                                        header=header))
+        mask = result.mask.view(np.uint8) * np.uint8(255)
+        publish['anomaly_mask'].publish(array_to_image(mask, encoding='mono8', header=header))
+        publish['open_set'].publish(array_to_image(result.open_set, encoding='mono8',
+                                                   header=header))
+        wants_color, wants_overlay = camera.wants('semantic_color'), camera.wants('overlay')
+        if wants_color or wants_overlay:
+            color = colorize(result.open_set, self._lut)
+            if wants_color:
+                publish['semantic_color'].publish(array_to_image(color, encoding='rgb8',
+                                                                 header=header))
+            if wants_overlay:
+                blended = overlay(rgb, color, self._params['overlay_alpha'])
+                publish['overlay'].publish(array_to_image(blended, encoding='rgb8',
+                                                          header=header))
+        camera.stats.count('processed')
+        now = self.get_clock().now()
+        stamp = Time.from_msg(header.stamp, clock_type=now.clock_type)
+        camera.stats.add_latency((now - stamp).nanoseconds / 1e6)
+
+    def _publish_diagnostics(self):
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        now_s = self._steady.now().nanoseconds / 1e9
+        for camera in self.cameras:
+            values = camera.stats.snapshot(now_s)
+            status = DiagnosticStatus(
+                name=f'{self.get_fully_qualified_name()}: {camera.name}',
+                hardware_id=str(self.pipeline.device), level=DiagnosticStatus.OK,
+                message='ok')
+            if values['received'] and not values['processed']:
+                status.level, status.message = DiagnosticStatus.WARN, 'no frame processed yet'
+            elif values['rejected']:
+                status.level = DiagnosticStatus.WARN
+                status.message = f'{values["rejected"]} frame(s) rejected'
+            values.update(device=str(self.pipeline.device), checkpoint=self.checkpoint_path)
+            status.values = [KeyValue(key=key, value=_format(value))
+                             for key, value in values.items()]
+            array.status.append(status)
+        self._diagnostics.publish(array)
+
+    def destroy_node(self):
+        """Stop the worker before the publishers it uses go away."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def _format(value):
+    if value is None:
+        return 'n/a'
+    if isinstance(value, float):
+        return f'{value:.3f}'
+    return str(value)
+
+
+def main(args=None):
+    """Run the node until SIGINT or external shutdown; exit non-zero on a bad configuration."""
+    rclpy.init(args=args)
+    try:
+        node = PerceptionNode()
+    except (CheckpointError, ValueError) as error:
+        get_logger('perception_node').fatal(str(error))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

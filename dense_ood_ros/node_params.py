@@ -1,0 +1,88 @@
+"""The perception node's parameters: names, descriptors, defaults and validation (no rclpy)."""
+
+import dataclasses
+import math
+
+from dense_ood_ros.pipeline import PIPELINE_PARAMETER_DEFAULTS
+from dense_ood_ros.scores import SCORES
+
+RELIABILITIES = ('best_effort', 'reliable')
+TRANSPORTS = ('raw', 'compressed')
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: default, description and whether it may change at run time."""
+
+    default: object
+    description: str
+    dynamic: bool = False
+
+
+PARAMETERS = {
+    'checkpoint': ParameterSpec('', 'Path to the dense_ood_ros checkpoint (.pt); required.'),
+    'device': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['device'],
+                            'auto (CUDA when present), cpu, cuda or cuda:N.'),
+    'half': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['half'], 'fp16 inference (CUDA only).'),
+    'input_short_edge': ParameterSpec(
+        PIPELINE_PARAMETER_DEFAULTS['input_short_edge'],
+        'Network input short side in pixels; 0 takes the checkpoint value.'),
+    'score': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['score'],
+                           "Anomaly score, msp or entropy; '' takes the checkpoint default.",
+                           dynamic=True),
+    'temperature': ParameterSpec(
+        PIPELINE_PARAMETER_DEFAULTS['temperature'],
+        'Softmax temperature; 0 takes the checkpoint value for the score.', dynamic=True),
+    'threshold': ParameterSpec(
+        PIPELINE_PARAMETER_DEFAULTS['threshold'],
+        'Anomaly threshold on the score; negative takes the checkpoint value.', dynamic=True),
+    'input_transport': ParameterSpec(
+        'raw', 'raw subscribes <camera>/image, compressed <camera>/image/compressed.'),
+    'qos_reliability': ParameterSpec(
+        'best_effort', 'Input QoS reliability: best_effort (sensor data) or reliable.'),
+    'qos_depth': ParameterSpec(1, 'Input QoS history depth; 1 keeps only the newest frame.'),
+    'overlay_alpha': ParameterSpec(0.5, 'Weight of the colour mask in ~/overlay, 0..1.',
+                                   dynamic=True),
+    'max_input_pixels': ParameterSpec(
+        4096 * 4096, 'Frames with more pixels than this are rejected.'),
+    'diagnostics_period': ParameterSpec(1.0, 'Seconds between /diagnostics messages.'),
+}
+
+
+def validate(name, value):
+    """Return None if `value` is acceptable for parameter `name`, else the reason it is not."""
+    checks = {
+        'checkpoint': lambda v: None if v else 'a checkpoint path is required',
+        'device': _check_device,
+        'input_short_edge': lambda v: None if v == 0 or v >= 32 else 'must be 0 or >= 32',
+        'score': lambda v: None if v in ('',) + SCORES else f'must be one of {SCORES}',
+        'temperature': lambda v: None if math.isfinite(v) and v >= 0 else 'must be >= 0',
+        'threshold': lambda v: None if math.isfinite(v) else 'must be finite',
+        'input_transport': lambda v: None if v in TRANSPORTS else f'must be one of {TRANSPORTS}',
+        'qos_reliability': lambda v: (None if v in RELIABILITIES
+                                      else f'must be one of {RELIABILITIES}'),
+        'qos_depth': lambda v: None if v >= 1 else 'must be >= 1',
+        'overlay_alpha': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
+        'max_input_pixels': lambda v: None if v >= 1 else 'must be >= 1',
+        'diagnostics_period': lambda v: None if v > 0 else 'must be > 0',
+    }
+    check = checks.get(name)
+    return check(value) if check else None
+
+
+def _check_device(value):
+    if value in ('auto', 'cpu', 'cuda'):
+        return None
+    if value.startswith('cuda:') and value[5:].isdigit():
+        return None
+    return 'must be auto, cpu, cuda or cuda:N'
+
+
+def camera_names(value):
+    """Return the camera names from the `cameras` parameter; unset means one unnamed camera."""
+    if not value:
+        return ['']
+    names = list(value)
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f'cameras must be distinct non-empty names, got {names}')
+    return names

@@ -1,0 +1,176 @@
+"""Real-process ROS 2 test harness: the node in a subprocess, a client node in this one."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from dense_ood_ros.image_codec import array_to_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every output the node publishes is RELIABLE; a matching client sees each message.
+OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+INPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def ros_environment(*, import_checkout=True):
+    """Return os.environ with DDS traffic confined to this machine and this test run.
+
+    `import_checkout` puts this checkout first on PYTHONPATH; an installed package is
+    tested without it.
+    """
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = os.environ['ROS_DOMAIN_ID']
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    if import_checkout:
+        env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    return env
+
+
+class NodeProcess:
+    """perception_node running in its own process with the given ROS arguments."""
+
+    def __init__(self, *ros_args, command=None, cwd=ROOT):
+        """Start `command` (default: this checkout's node module) with `ros_args`."""
+        env = ros_environment(import_checkout=command is None)
+        command = command or [sys.executable, '-m', 'dense_ood_ros.node']
+        command = [*command, '--ros-args', *ros_args]
+        self.process = subprocess.Popen(command, env=env, cwd=cwd,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self._output = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._output.append(line)
+
+    @property
+    def output(self):
+        """Everything the node printed so far."""
+        return ''.join(self._output)
+
+    def alive(self):
+        """Tell whether the process is still running."""
+        return self.process.poll() is None
+
+    def interrupt(self, timeout=20.0):
+        """Send SIGINT as Ctrl-C would and return the exit code."""
+        self.process.send_signal(2)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5.0)
+        return code
+
+    def wait(self, timeout=60.0):
+        """Wait for the process to exit by itself and return the exit code."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5.0)
+        return code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.alive():
+            self.process.kill()
+            self.process.wait(timeout=10.0)
+
+
+class Client:
+    """A node in this process that publishes frames and records what comes back."""
+
+    def __init__(self, name='test_client'):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received = {}
+        self._lock = threading.Lock()
+
+    def publisher(self, topic, msg_type=Image, qos=INPUT_QOS):
+        """Create a publisher on `topic`."""
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def record(self, topic, msg_type=Image, qos=OUTPUT_QOS):
+        """Start recording every message on `topic` into self.received[topic]."""
+        self.received[topic] = []
+
+        def store(msg):
+            with self._lock:
+                self.received[topic].append(msg)
+        self.node.create_subscription(msg_type, topic, store, qos)
+
+    def messages(self, topic):
+        """Return a copy of what arrived on `topic` so far."""
+        with self._lock:
+            return list(self.received[topic])
+
+    def spin_until(self, condition, timeout, step=0.05):
+        """Spin until condition() is true; return whether it became true in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=step)
+            if condition():
+                return True
+        return condition()
+
+    def spin_for(self, seconds):
+        """Spin for a fixed time."""
+        self.spin_until(lambda: False, seconds)
+
+    def wait_for_subscriber(self, publisher, timeout=30.0):
+        """Spin until `publisher` is matched by a subscription (discovery done)."""
+        return self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout)
+
+    def wait_until_connected(self, publishers, timeout=30.0):
+        """Spin until every publisher has a subscriber and every recorded topic a publisher.
+
+        Discovery runs both ways: a frame sent before the node's output publishers are
+        matched to our recorders would be processed and its outputs lost.
+        """
+        return self.spin_until(lambda: all(
+            p.get_subscription_count() > 0 for p in publishers) and all(
+            self.node.count_publishers(topic) > 0 for topic in self.received), timeout)
+
+    def handshake(self, publisher, msg, topics, timeout=60.0, period=0.5):
+        """Publish `msg` every `period` s until each of `topics` got a message; return success.
+
+        Matching is asynchronous on both ends, so the first frames after start-up can be lost;
+        tests that count frames begin after this.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            publisher.publish(msg)
+            if self.spin_until(lambda: all(self.received[t] for t in topics), period):
+                return True
+        return False
+
+    def close(self):
+        """Destroy the node and shut this context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def frame_message(rgb, *, stamp_ns, frame_id='camera'):
+    """Return an rgb8 sensor_msgs/Image of `rgb` with the given stamp and frame_id."""
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return array_to_image(np.ascontiguousarray(rgb), encoding='rgb8', header=header)
+
+
+def stamp_ns(msg):
+    """Return a message header's stamp in nanoseconds."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

@@ -1,0 +1,1 @@
+"""Offline training and evaluation, run from the repository root."""

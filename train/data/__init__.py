@@ -1,0 +1,1 @@
+"""Dataset readers, joint transforms and the synthetic street world."""
