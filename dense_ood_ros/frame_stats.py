@@ -10,12 +10,15 @@ class FrameStats:
     """Thread-safe counts of received, processed, dropped and rejected frames, plus latency.
 
     Rates are computed over the window since the previous `snapshot()`, which the node calls
-    once per diagnostics period; latencies keep the last `window` frames.
+    once per diagnostics period; latencies keep the last `window` frames. Two latencies:
+    `latency` runs from the header stamp (camera and transport delay included) and
+    `processing` from the message's arrival in the node, both to the end of publishing.
     """
 
     def __init__(self, window=200):
         self._lock = threading.Lock()
         self._latencies_ms = collections.deque(maxlen=window)
+        self._processing_ms = collections.deque(maxlen=window)
         self.received = self.processed = self.dropped = self.rejected = 0
         self._last = (0, 0, None)
 
@@ -24,10 +27,11 @@ class FrameStats:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
 
-    def add_latency(self, milliseconds):
-        """Record the latency of one processed frame."""
+    def add_latency(self, *, since_stamp_ms, since_arrival_ms):
+        """Record the two latencies of one processed frame."""
         with self._lock:
-            self._latencies_ms.append(milliseconds)
+            self._latencies_ms.append(since_stamp_ms)
+            self._processing_ms.append(since_arrival_ms)
 
     def snapshot(self, now_s):
         """Return a dict of counters, rates since the last snapshot and latency percentiles."""
@@ -35,14 +39,19 @@ class FrameStats:
             received, processed, last_time = self._last
             elapsed = None if last_time is None else now_s - last_time
             rate = (lambda new, old: (new - old) / elapsed if elapsed else 0.0)
-            latencies = np.asarray(self._latencies_ms, dtype=np.float64)
             values = {
                 'received': self.received, 'processed': self.processed,
                 'dropped': self.dropped, 'rejected': self.rejected,
                 'input_rate_hz': rate(self.received, received),
                 'processed_rate_hz': rate(self.processed, processed),
-                'latency_ms_p50': float(np.percentile(latencies, 50)) if latencies.size else None,
-                'latency_ms_p95': float(np.percentile(latencies, 95)) if latencies.size else None,
+                **_percentiles('latency_ms', self._latencies_ms),
+                **_percentiles('processing_ms', self._processing_ms),
             }
             self._last = (self.received, self.processed, now_s)
             return values
+
+
+def _percentiles(name, values):
+    values = np.asarray(values, dtype=np.float64)
+    return {f'{name}_p{q}': float(np.percentile(values, q)) if values.size else None
+            for q in (50, 95)}

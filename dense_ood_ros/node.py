@@ -7,6 +7,7 @@ batched forward pass and publishes, so a slow model never builds a queue of stal
 
 import sys
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -48,9 +49,15 @@ class CameraChannel:
         self._lock = threading.Lock()
         self._latest = None
         prefix = f'{name}/' if name else ''
-        msg_type, topic = ((CompressedImage, 'image/compressed') if compressed
-                           else (Image, 'image'))
-        self.subscription = node.create_subscription(msg_type, prefix + topic, self.store, qos)
+        if compressed:
+            # As image_transport does: <remapped image topic>/compressed, so one remapping
+            # of `image` serves both transports.
+            topic = node.resolve_topic_name(prefix + 'image') + '/compressed'
+            self.subscription = node.create_subscription(CompressedImage, topic, self.store,
+                                                         qos)
+        else:
+            self.subscription = node.create_subscription(Image, prefix + 'image', self.store,
+                                                         qos)
         self.publishers = {
             output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS)
             for output in ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set',
@@ -58,18 +65,19 @@ class CameraChannel:
 
     def store(self, msg):
         """Keep only the newest message; an unprocessed older one counts as dropped."""
+        arrival_ns = time.monotonic_ns()
         with self._lock:
             if self._latest is not None:
                 self.stats.count('dropped')
-            self._latest = msg
+            self._latest = msg, arrival_ns
         self.stats.count('received')
         self._node.wake_worker()
 
     def take(self):
-        """Return and clear the newest unprocessed message (None when there is none)."""
+        """Return and clear (message, arrival ns) of the newest frame, or None."""
         with self._lock:
-            msg, self._latest = self._latest, None
-        return msg
+            latest, self._latest = self._latest, None
+        return latest
 
     def wants(self, output):
         """Tell whether anyone subscribes to an optional output (colour images are lazy)."""
@@ -183,17 +191,22 @@ class PerceptionNode(Node):
     def _process_newest(self):
         batch = []
         for camera in self.cameras:
-            msg = camera.take()
-            if msg is None:
+            latest = camera.take()
+            if latest is None:
                 continue
-            rgb = self._decode(camera, msg)
+            rgb = self._decode(camera, latest[0])
             if rgb is not None:
-                batch.append((camera, msg, rgb))
+                batch.append((camera, *latest, rgb))
         if not batch:
             return
-        results = self.pipeline.infer_batch([rgb for _, _, rgb in batch])
-        for (camera, msg, rgb), result in zip(batch, results):
+        results = self.pipeline.infer_batch([rgb for *_, rgb in batch])
+        for (camera, msg, arrival_ns, rgb), result in zip(batch, results):
             self._publish(camera, msg.header, rgb, result)
+            now = self.get_clock().now()
+            stamp = Time.from_msg(msg.header.stamp, clock_type=now.clock_type)
+            camera.stats.add_latency(
+                since_stamp_ms=(now - stamp).nanoseconds / 1e6,
+                since_arrival_ms=(time.monotonic_ns() - arrival_ns) / 1e6)
 
     def _decode(self, camera, msg):
         try:
@@ -236,9 +249,6 @@ class PerceptionNode(Node):
                 publish['overlay'].publish(array_to_image(blended, encoding='rgb8',
                                                           header=header))
         camera.stats.count('processed')
-        now = self.get_clock().now()
-        stamp = Time.from_msg(header.stamp, clock_type=now.clock_type)
-        camera.stats.add_latency((now - stamp).nanoseconds / 1e6)
 
     def _publish_diagnostics(self):
         array = DiagnosticArray()

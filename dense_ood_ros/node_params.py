@@ -37,7 +37,7 @@ PARAMETERS = {
         PIPELINE_PARAMETER_DEFAULTS['threshold'],
         'Anomaly threshold on the score; negative takes the checkpoint value.', dynamic=True),
     'input_transport': ParameterSpec(
-        'raw', 'raw subscribes <camera>/image, compressed <camera>/image/compressed.'),
+        'raw', 'raw subscribes image, compressed <remapped image topic>/compressed.'),
     'qos_reliability': ParameterSpec(
         'best_effort', 'Input QoS reliability: best_effort (sensor data) or reliable.'),
     'qos_depth': ParameterSpec(1, 'Input QoS history depth; 1 keeps only the newest frame.'),

@@ -44,8 +44,7 @@ def generate_launch_description():
                                                value_type=bool),
             },
         ],
-        # input_transport: compressed subscribes image/compressed; remap that alongside.
-        remappings=[('image', LaunchConfiguration('image_topic')),
-                    ('image/compressed', [LaunchConfiguration('image_topic'), '/compressed'])],
+        # With input_transport: compressed the node subscribes <image_topic>/compressed.
+        remappings=[('image', LaunchConfiguration('image_topic'))],
     )
     return LaunchDescription(arguments + [node])

@@ -1,11 +1,12 @@
 """perception_node in its own process, driven by real rclpy publishers and subscribers."""
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from dense_ood_ros.image_codec import image_to_array
 from dense_ood_ros.pipeline import DenseOODPipeline
@@ -198,6 +199,34 @@ def test_two_cameras_get_their_own_outputs_and_headers(client, tiny_checkpoint_p
     pipeline = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
     np.testing.assert_allclose(image_to_array(rear_out), pipeline.infer(_rgb(2)).score,
                                atol=1e-5)
+
+
+def test_compressed_transport_decodes_and_rejects_corrupt_frames(client,
+                                                                 tiny_checkpoint_path):
+    client.record('/perception_node/anomaly_score')
+    client.record('/diagnostics', DiagnosticArray)
+    publisher = client.publisher('/cam/image/compressed', CompressedImage)
+    rgb = _rgb(4)
+    ok, png = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    good = CompressedImage(format='png', data=png.tobytes())
+    good.header.frame_id = 'compressed_cam'
+    good.header.stamp.sec = 7
+    corrupt = CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg')
+    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', 'input_transport:=compressed',
+                                 '-p', 'qos_depth:=10', '-p', 'qos_reliability:=reliable',
+                                 camera_topic='/cam/image')) as node:
+        assert client.handshake(publisher, good, ['/perception_node/anomaly_score']), \
+            node.output
+        publisher.publish(corrupt)
+        assert client.spin_until(
+            lambda: (_diagnostic_values(client) or {}).get('rejected') == '1', 10.0), \
+            node.output
+        assert node.alive() and 'did not decode' in node.output
+    out = client.messages('/perception_node/anomaly_score')[0]
+    assert out.header.frame_id == 'compressed_cam' and out.header.stamp.sec == 7
+    expected = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu').infer(rgb)
+    np.testing.assert_allclose(image_to_array(out), expected.score, atol=1e-5)
 
 
 def test_sigint_exits_cleanly(client, tiny_checkpoint_path):
