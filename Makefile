@@ -26,6 +26,7 @@ test: venv
 bench: venv
 	PYTHONPATH=. $(PY) benchmarks/pipeline_overhead.py
 	PYTHONPATH=. $(PY) benchmarks/metrics_speed.py
+	PYTHONPATH=. FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(PY) benchmarks/node_overhead.py
 
 clean:
 	rm -rf build install log .pytest_cache
