@@ -8,10 +8,10 @@ import dataclasses
 import math
 import os
 import pickle
-import tempfile
 
 import torch
 
+from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
 
@@ -101,20 +101,8 @@ def save_checkpoint(path, ckpt):
 
 def save_atomically(payload, path):
     """torch.save `payload` to a temporary file beside `path`, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
+    with atomic_open(path, 'wb') as stream:
+        torch.save(payload, stream)
 
 
 def read_payload(path):

@@ -202,6 +202,25 @@ class OODAccumulator:
         pos, neg = self._gather(1), self._gather(0)
         return _metrics_from_sorted(pos, neg)
 
+    def operating_point(self, tpr):
+        """Return the largest threshold whose mask (score > threshold) reaches `tpr`.
+
+        Returns {'threshold', 'tpr', 'fpr'} measured on the pooled pixels: the calibrated
+        operating point the node's anomaly mask uses.
+        """
+        if not 0.0 < tpr <= 1.0:
+            raise ValueError(f'tpr must lie in (0, 1], got {tpr}')
+        pos, neg = self._gather(1), self._gather(0)
+        _check_not_degenerate(pos.size, neg.size)
+        # The k highest outlier scores must lie strictly above the threshold.
+        needed = int(np.ceil(tpr * pos.size - 1e-9))
+        kth_highest = pos[pos.size - needed]
+        threshold = np.nextafter(kth_highest, -np.inf, dtype=pos.dtype)
+        above_pos = pos.size - np.searchsorted(pos, threshold, side='right')
+        above_neg = neg.size - np.searchsorted(neg, threshold, side='right')
+        return {'threshold': float(threshold), 'tpr': above_pos / pos.size,
+                'fpr': above_neg / neg.size}
+
 
 class PerImageOODAccumulator:
     """Average per-image AP, FPR95 and AUROC over images (the StreetHazards protocol).

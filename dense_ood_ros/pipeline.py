@@ -193,21 +193,53 @@ class DenseOODPipeline:
 
     @torch.inference_mode()
     def _forward(self, frames, size, score_name, temperature):
-        batch = self.preprocess(frames, size)
-        logits = self.model(batch)[:, :, :size[0], :size[1]]
+        logits = self._logits(frames, size)
         score = anomaly_score(logits, score=score_name, temperature=temperature)
-        labels = logits.argmax(dim=1).to(torch.uint8)
-        return score.float().cpu().numpy(), labels.cpu().numpy()
+        return score.float().cpu().numpy(), self._labels(logits)
+
+    def _logits(self, frames, size):
+        return self.model(self.preprocess(frames, size))[:, :, :size[0], :size[1]]
+
+    @staticmethod
+    def _labels(logits):
+        return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
     def _to_input_resolution(self, rgb, score, labels, threshold):
         height, width = rgb.shape[:2]
-        if score.shape != (height, width):
-            score = cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
-            labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        score, labels = resize_score(score, height, width), resize_labels(labels, height, width)
         mask = score > threshold
         open_set = labels.copy()
         open_set[mask] = self.num_classes
         return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set)
+
+    @torch.inference_mode()
+    def infer_scores(self, rgb, settings):
+        """Run one frame once; return (labels, [score map per (score, temperature)]).
+
+        Evaluation sweeps several scores and temperatures over one forward pass; every map
+        is computed exactly as infer() computes its score, at the input resolution.
+        """
+        check_rgb(rgb)
+        height, width = rgb.shape[:2]
+        logits = self._logits([rgb], network_size(height, width, self.input_short_edge))
+        maps = [anomaly_score(logits, score=name, temperature=temperature)[0].float().cpu()
+                .numpy() for name, temperature in settings]
+        return (resize_labels(self._labels(logits)[0], height, width),
+                [resize_score(score, height, width) for score in maps])
+
+
+def resize_score(score, height, width):
+    """Resize a float score map to (height, width) bilinearly, as the node publishes it."""
+    if score.shape == (height, width):
+        return score
+    return cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_labels(labels, height, width):
+    """Resize a label map to (height, width) with nearest neighbour."""
+    if labels.shape == (height, width):
+        return labels
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 # Parameter names shared by config/perception.yaml, the node and the command-line tools.

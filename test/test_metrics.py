@@ -278,3 +278,24 @@ def test_confusion_matrix_rejects_bad_input():
         cm.add(np.zeros(3, np.float32), np.zeros(3, np.uint8))
     cm.reset()
     assert np.isnan(cm.compute()['miou'])
+
+
+def test_operating_point_reaches_the_requested_tpr_with_the_highest_threshold():
+    rng = np.random.default_rng(7)
+    labels = (rng.random(5000) < 0.1).astype(np.uint8)
+    scores = (rng.random(5000) + labels * 0.5).astype(np.float32)
+    scores[:50] = 0.75  # ties at the boundary region
+    accumulator = OODAccumulator()
+    accumulator.add(scores, labels)
+    for tpr in (0.5, 0.95, 1.0):
+        point = accumulator.operating_point(tpr)
+        mask = scores > np.float32(point['threshold'])
+        achieved = mask[labels == 1].mean()
+        assert achieved >= tpr and achieved == pytest.approx(point['tpr'])
+        assert mask[labels == 0].mean() == pytest.approx(point['fpr'])
+        # Any higher threshold (the next distinct outlier score) falls short of the TPR.
+        higher = np.unique(scores[labels == 1])
+        higher = higher[higher > point['threshold']]
+        assert (scores[labels == 1] > higher[0]).mean() < tpr
+    with pytest.raises(ValueError, match='tpr'):
+        accumulator.operating_point(0.0)

@@ -119,3 +119,16 @@ def test_cuda_fp16_agrees_with_cpu(tiny_checkpoint_path):
                                            half=True).infer(rgb)
     np.testing.assert_allclose(gpu.score, cpu.score, atol=2e-2)
     assert (gpu.labels != cpu.labels).mean() < 0.02
+
+
+def test_infer_scores_equals_infer_for_every_setting(tiny_checkpoint_path):
+    pipe = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
+    rgb = _frame(70, 90, seed=11)
+    settings = [('msp', 1.0), ('entropy', 2.0), ('msp', 10.0)]
+    labels, maps = pipe.infer_scores(rgb, settings)
+    assert len(maps) == 3
+    for (name, temperature), score_map in zip(settings, maps):
+        pipe.score, pipe.temperature = name, temperature
+        single = pipe.infer(rgb)
+        np.testing.assert_array_equal(score_map, single.score)
+        np.testing.assert_array_equal(labels, single.labels)
