@@ -1,0 +1,194 @@
+"""python -m train.evaluate: the paper's tables (mIoU, AP, FPR95, AUROC) for a checkpoint.
+
+Inference is the node's: DenseOODPipeline resizes to the checkpoint's short edge, runs one
+forward pass per image and maps every score back to the label resolution, so the figures
+here are the figures of what the node publishes.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from tqdm import tqdm
+
+from dense_ood_ros.atomic_file import atomic_open
+from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator, PerImageOODAccumulator
+from dense_ood_ros.pipeline import DenseOODPipeline
+from dense_ood_ros.scores import SCORES
+
+# The rows of the paper's tables: each score at T = 1 and at its recommended temperature.
+DEFAULT_TEMPERATURES = {'msp': (1.0, 10.0), 'entropy': (1.0, 2.0)}
+
+# name -> (reader in train.data.registry, split); StreetHazards is scored per image.
+DATASETS = {
+    'fishyscapes_lf': ('fishyscapes_lf', 'test'),
+    'lostandfound': ('lostandfound', 'test'),
+    'streethazards': ('streethazards', 'test'),
+    'vistas_np': ('vistas_np', 'test'),
+    'cityscapes': ('cityscapes', 'val'),
+    # The synthetic world written by `python -m train.data.synthetic`: the L&F layout.
+    'synthetic': ('fishyscapes_lf', 'test'),
+}
+PER_IMAGE_DATASETS = ('streethazards',)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What one pass over a dataset measured."""
+
+    images: int
+    pixels: int
+    rows: list
+    accumulators: list
+
+
+def settings_from_args(scores, temperatures):
+    """Return the (score, temperature) rows: given temperatures for each score, or defaults."""
+    rows = []
+    for score in scores:
+        for temperature in temperatures or DEFAULT_TEMPERATURES[score]:
+            if not temperature > 0:
+                raise ValueError(f'temperature must be positive, got {temperature}')
+            rows.append((score, float(temperature)))
+    return rows
+
+
+def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
+    """Score every sample with every setting; return an Evaluation with one row per setting."""
+    accumulators = [(PerImageOODAccumulator() if per_image else OODAccumulator())
+                    for _ in settings]
+    confusion = ConfusionMatrix(pipeline.num_classes)
+    images = pixels = 0
+    has_ood = has_semantic = False
+    for sample in tqdm(samples, desc='evaluate', unit='image', disable=not progress,
+                       file=sys.stderr):
+        target = sample.ood if sample.ood is not None else sample.semantic
+        if target is not None and target.shape != sample.image.shape[:2]:
+            raise ValueError(f'{sample.name}: labels {target.shape} do not match the image '
+                             f'{sample.image.shape[:2]}')
+        labels, maps = pipeline.infer_scores(sample.image, settings)
+        images += 1
+        pixels += labels.size
+        if sample.semantic is not None:
+            has_semantic = True
+            confusion.add(labels, sample.semantic)
+        if sample.ood is not None:
+            has_ood = True
+            for accumulator, score_map in zip(accumulators, maps):
+                accumulator.add(score_map, sample.ood)
+    miou = confusion.compute()['miou'] if has_semantic else None
+    rows = []
+    for (score, temperature), accumulator in zip(settings, accumulators):
+        ood = accumulator.compute() if has_ood else {}
+        rows.append({'score': score, 'temperature': temperature, 'miou': miou,
+                     'ap': ood.get('ap'), 'fpr95': ood.get('fpr95'),
+                     'auroc': ood.get('auroc')})
+    return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators)
+
+
+def format_table(rows, model):
+    """Return the rows as the paper prints them: percent, one row per score and temperature."""
+    header = f'{"Model":<40} {"mIoU":>6} {"AP":>6} {"FPR95":>6} {"AUROC":>6}'
+    lines = [header, '-' * len(header)]
+    for row in rows:
+        name = f'{model} ({row["score"]}, T={row["temperature"]:g})'
+        cells = ['-' if row[key] is None else f'{100 * row[key]:.2f}'
+                 for key in ('miou', 'ap', 'fpr95', 'auroc')]
+        lines.append(f'{name:<40} ' + ' '.join(f'{c:>6}' for c in cells))
+    return '\n'.join(lines)
+
+
+def write_json(path, payload):
+    """Write JSON atomically (temporary file + rename)."""
+    with atomic_open(path, 'w', encoding='utf-8') as stream:
+        json.dump(payload, stream, indent=2)
+        stream.write('\n')
+
+
+def calibrate(checkpoint, evaluation, settings, *, tpr, out_path):
+    """Write a copy of the checkpoint whose threshold reaches `tpr` on the evaluated set."""
+    if len(settings) != 1:
+        raise ValueError('calibration needs exactly one score and one temperature: pass '
+                         '--score msp|entropy and a single --temperature')
+    if isinstance(evaluation.accumulators[0], PerImageOODAccumulator):
+        raise ValueError('calibration pools pixels; it is not defined for per-image datasets')
+    point = evaluation.accumulators[0].operating_point(tpr)
+    score, temperature = settings[0]
+    calibrated = dataclasses.replace(
+        checkpoint, default_score=score, threshold=point['threshold'],
+        temperatures={**checkpoint.temperatures, score: temperature})
+    save_checkpoint(out_path, calibrated)
+    return point
+
+
+def parse_args(argv):
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(prog='python -m train.evaluate',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
+    parser.add_argument('--root', required=True, help='dataset root directory')
+    parser.add_argument('--score', default='both', choices=SCORES + ('both',))
+    parser.add_argument('--temperature', type=float, nargs='+',
+                        help='temperatures for each score (default: msp 1 and 10, '
+                             'entropy 1 and 2)')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--limit', type=int, help='evaluate the first N images only')
+    parser.add_argument('--calibrate-tpr', type=float,
+                        help='write a checkpoint whose threshold reaches this TPR')
+    parser.add_argument('--write-checkpoint', help='where --calibrate-tpr writes')
+    args = parser.parse_args(argv)
+    if (args.calibrate_tpr is None) != (args.write_checkpoint is None):
+        parser.error('--calibrate-tpr and --write-checkpoint go together')
+    return args
+
+
+def main(argv=None):
+    """Entry point of `python -m train.evaluate`."""
+    from train.data.registry import build_dataset
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    scores = SCORES if args.score == 'both' else (args.score,)
+    try:
+        settings = settings_from_args(scores, args.temperature)
+        checkpoint = load_checkpoint(args.checkpoint)
+        pipeline = DenseOODPipeline.from_checkpoint(checkpoint, device=args.device)
+        reader, split = DATASETS[args.dataset]
+        samples = build_dataset(reader, args.root, split, limit=args.limit)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f'train.evaluate: {error}', file=sys.stderr)
+        return 2
+    try:
+        evaluation = evaluate(pipeline, samples, settings,
+                              per_image=args.dataset in PER_IMAGE_DATASETS)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'train.evaluate: {error}', file=sys.stderr)
+        return 2
+    model = os.path.splitext(os.path.basename(args.checkpoint))[0]
+    print(format_table(evaluation.rows, model))
+    payload = {'dataset': args.dataset, 'checkpoint': os.path.abspath(args.checkpoint),
+               'images': evaluation.images, 'pixels': evaluation.pixels,
+               'rows': evaluation.rows}
+    if args.calibrate_tpr is not None:
+        try:
+            point = calibrate(checkpoint, evaluation, settings, tpr=args.calibrate_tpr,
+                              out_path=args.write_checkpoint)
+        except ValueError as error:
+            print(f'train.evaluate: {error}', file=sys.stderr)
+            return 2
+        payload['calibration'] = {**point, 'score': settings[0][0],
+                                  'temperature': settings[0][1],
+                                  'checkpoint': os.path.abspath(args.write_checkpoint)}
+        print(f'threshold {point["threshold"]:.6g} reaches TPR {point["tpr"]:.4f} at FPR '
+              f'{point["fpr"]:.4f}; wrote {args.write_checkpoint}')
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
