@@ -31,7 +31,7 @@ LF_DIRS = ('images', 'labels_masks', 'semantic')
 (TEX_NONE, TEX_SKY, TEX_ASPHALT, TEX_PAINT, TEX_PAVING, TEX_GRASS, TEX_FOLIAGE, TEX_FACADE,
  TEX_METAL, TEX_GLASS, TEX_CLOTH, TEX_FUR, TEX_CARGO, TEX_DEBRIS, TEX_RUBBER) = range(15)
 _TEXTURE_AMPLITUDE = np.array([
-    (0.0, 0.0, 0.0), (0.005, 0.0, 0.0), (0.06, 0.04, 0.07), (0.05, 0.04, 0.05),
+    (0.0, 0.0, 0.0), (0.005, 0.0, 0.0), (0.06, 0.03, 0.05), (0.05, 0.04, 0.05),
     (0.05, 0.04, 0.05), (0.16, 0.14, 0.10), (0.22, 0.22, 0.06), (0.03, 0.04, 0.06),
     (0.02, 0.01, 0.02), (0.02, 0.03, 0.05), (0.05, 0.05, 0.0), (0.32, 0.12, 0.04),
     (0.05, 0.03, 0.02), (0.10, 0.08, 0.04), (0.06, 0.03, 0.0),
@@ -47,8 +47,8 @@ _CLOTHES = ((40, 45, 70), (30, 30, 30), (110, 110, 115), (170, 150, 120), (120, 
 _SKIN = ((235, 200, 170), (200, 150, 110), (140, 95, 65), (90, 60, 40))
 _ANOMALY_VIVID = ((225, 40, 200), (40, 220, 230), (150, 245, 30), (255, 120, 0), (140, 60, 230),
                   (255, 150, 190), (30, 200, 160), (245, 230, 40), (250, 30, 110))
-_FUR = ((190, 110, 40), (110, 70, 40), (35, 30, 30), (225, 220, 210), (130, 120, 105))
-_DEBRIS = ((150, 110, 70), (140, 70, 35), (175, 170, 160), (40, 40, 40))
+_FUR = ((190, 110, 40), (110, 70, 40), (35, 30, 30), (225, 220, 210), (160, 100, 60))
+_DEBRIS = ((150, 110, 70), (140, 70, 35), (190, 150, 90), (120, 50, 20))
 
 CURVE_END = 120.0  # metres; beyond this the road goes on straight, so the horizon stays sane
 NEAR = 0.3  # metres; nothing is projected closer than this
@@ -107,8 +107,9 @@ class _Geometry:
         return -self.cam_u + self.heading * z + self.curvature * bend
 
     def project_world(self, x, y, z):
-        """Return Nx2 pixel coordinates of world points (x right, y up, z forward)."""
-        x, y, z = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (x, y, z)))
+        """Return Nx2 pixel coordinates of world points (x right, y up, z forward), N >= 1."""
+        x, y, z = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, np.float64))
+                                        for v in (x, y, z)))
         z = np.maximum(z, NEAR)
         return np.stack([self.cx + self.focal * x / z,
                          self.horizon + self.focal * (self.cam_height - y) / z], -1)
@@ -195,7 +196,7 @@ def _sample_look(rng):
     if overcast:
         g = rng.uniform(150, 200)
         sky_top = (g - 5, g, g + 8)
-        sky_horizon = _scaled((g + 20, g + 22, g + 25), 1.0)
+        sky_horizon = tuple(min(g + d, 255.0) for d in (20, 22, 25))
         clouds, shadow = 0.0, 1.0
     else:
         sky_top = (rng.uniform(40, 90), rng.uniform(100, 150), rng.uniform(190, 240))
@@ -240,12 +241,17 @@ class _Canvas:
         self.ids = np.zeros((height, width, 3), np.uint8)
         self.ground_shade = np.ones((height, width), np.float32)
 
-    def fill(self, polys, colour, depth, label, tex, inst=0):
-        """Fill polygons (each Nx2 float pixels) with one flat colour."""
+    def fill(self, polys, colour, depth, label, tex, inst=0, disjoint=False):
+        """Fill the union of polygons (each Nx2 float pixels) with one flat colour.
+
+        cv2.fillPoly fills several polygons with the even-odd rule, so overlaps would become
+        holes; only polygons known to be ``disjoint`` go through it in one call.
+        """
         pts = [_fixed(p) for p in polys]
-        if pts:
-            cv2.fillPoly(self.rgbd, pts, (*colour, float(depth)), cv2.LINE_8, _SHIFT)
-            cv2.fillPoly(self.ids, pts, (label, tex, inst), cv2.LINE_8, _SHIFT)
+        for batch in ([pts] if disjoint else [[p] for p in pts]):
+            if batch:
+                cv2.fillPoly(self.rgbd, batch, (*colour, float(depth)), cv2.LINE_8, _SHIFT)
+                cv2.fillPoly(self.ids, batch, (label, tex, inst), cv2.LINE_8, _SHIFT)
 
     def paint(self, mask, origin, colours, depth, label, tex, inst=0):
         """Paint per-pixel colours (hxwx3) where a local mask (hxw) placed at origin is set."""
@@ -278,7 +284,8 @@ def _fixed(points):
 def _local_mask(polys, box):
     x0, y0, x1, y1 = box
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [_fixed(p - (x0, y0)) for p in polys], 1, cv2.LINE_8, _SHIFT)
+    for p in polys:  # one at a time: fillPoly's even-odd rule would punch holes in overlaps
+        cv2.fillPoly(mask, [_fixed(p - (x0, y0))], 1, cv2.LINE_8, _SHIFT)
     return mask
 
 
@@ -311,6 +318,7 @@ def _quad(geo, u0, u1, y0, y1, z):
 
 
 def _draw_sky(canvas, geo, look, rng):
+    """Fill the whole canvas with a vertical sky gradient and, on some days, noise clouds."""
     h, w = canvas.ids.shape[:2]
     t = np.clip((np.arange(h) + 0.5) / max(geo.horizon, 1.0), 0, 1)[:, None] ** 1.5
     top, bottom = np.array(look.sky_top, np.float32), np.array(look.sky_horizon, np.float32)
@@ -384,7 +392,9 @@ def _draw_ground(canvas, geo, look, plan):
 
 
 def _cast_shadows(shade, u, z, d, geo, look, plan):
+    """Darken ground shade where buildings, trees and vehicles block the light."""
     if look.shadow < 1:
+        # The sun stands behind the buildings on sun_side: they shade a band of the road.
         s = look.sun_side
         for b in plan.buildings:
             if b['side'] != s:
@@ -459,12 +469,13 @@ def _draw_building(canvas, geo, *, side, u, z0, z1, height, depth, colour, plint
     big = np.abs(quads[:, 2, 1] - quads[:, 1, 1]) > 1.0
     for group, colour in enumerate(windows['colours']):
         chosen = big & (np.arange(len(quads)) % len(windows['colours']) == group)
-        canvas.fill(list(quads[chosen]), colour, fog, BUILDING, TEX_GLASS)
+        canvas.fill(list(quads[chosen]), colour, fog, BUILDING, TEX_GLASS, disjoint=True)
 
 
 def _plan_buildings(rng, geo, side, strip):
     buildings = []
-    face = geo.side_edge(side) + strip
+    # Without a sidewalk, keep a verge in front of the houses rather than asphalt up to the door.
+    face = geo.side_edge(side) + strip + (0 if geo.sidewalk[(side + 1) // 2] else 2.5)
     z, end = rng.uniform(-10, 5), rng.uniform(80, 160)
     while z < end:
         if rng.random() < 0.2:
@@ -494,11 +505,12 @@ def _draw_tree(canvas, geo, *, u, z, trunk_h, trunk_w, blobs, trunk_colour, leav
     trunk = _quad(geo, u - trunk_w / 2, u + trunk_w / 2, 0, trunk_h + 0.5, z)
     canvas.fill([trunk], _scaled(trunk_colour, shade), z, VEGETATION, TEX_FOLIAGE)
     scale = geo.focal / z
-    for level, colour in enumerate(leaves):
+    # Dark discs first, then smaller lit discs on their upper parts.
+    for (colour, lift, shrink) in ((leaves[0], 0.0, 1.0), (leaves[1], 0.25, 0.65)):
         polys = []
-        for du, dy, r in blobs[level::len(leaves)]:
-            cx, cy = geo.project(u + du, trunk_h + dy, z)[0]
-            polys.append(_ellipse(cx, cy, r * scale, r * scale, 18))
+        for du, dy, r in blobs:
+            cx, cy = geo.project(u + du, trunk_h + dy + lift * r, z)[0]
+            polys.append(_ellipse(cx, cy, r * shrink * scale, r * shrink * scale, 18))
         canvas.fill(polys, colour, z, VEGETATION, TEX_FOLIAGE)
 
 
@@ -536,11 +548,8 @@ def _draw_fence(canvas, geo, *, u, z0, z1, height, colour, post_spacing, rails):
         return
     fog = float(np.sqrt(zs * z1))
     polys = [_band(geo, u, zs, z1, y - 0.04, y + 0.04) for y in np.linspace(0.3, height, rails)]
-    for z in np.arange(z0, z1, post_spacing):
-        if z >= zs:
-            polys.append(geo.project(np.full(4, u), np.array([0, 0, height, height]),
-                                     np.array([z, z + 0.08, z + 0.08, z])))
-            polys[-1] = _quad(geo, u - 0.05, u + 0.05, 0, height + 0.05, z)
+    polys += [_quad(geo, u - 0.05, u + 0.05, 0, height + 0.05, z)
+              for z in np.arange(z0, z1, post_spacing) if z >= zs]
     canvas.fill(polys, colour, fog, FENCE, TEX_METAL)
 
 
@@ -585,10 +594,10 @@ def _draw_person(canvas, geo, *, u, z, height, stride, clothes, skin, hair):
     s = height
     shade = canvas.shade_at(geo.project(u, 0, z)[0])
     trousers, shirt = (_scaled(c, shade) for c in clothes)
-    legs = [geo.project(u + np.array([-0.11, -0.01, -0.02, -0.12]) * s + np.array(
-        [-stride, -stride, 0, 0]), np.array([0, 0, 0.48, 0.48]) * s, z),
-        geo.project(u + np.array([0.01, 0.11, 0.12, 0.02]) * s + np.array(
-            [stride, stride, 0, 0]), np.array([0, 0, 0.48, 0.48]) * s, z)]
+    hip = np.array([0, 0, 0.48, 0.48]) * s
+    feet = np.array([1, 1, 0, 0]) * stride  # walking: feet apart, hips together
+    legs = [geo.project(u + np.array([-0.11, -0.01, -0.02, -0.12]) * s - feet, hip, z),
+            geo.project(u + np.array([0.01, 0.11, 0.12, 0.02]) * s + feet, hip, z)]
     canvas.fill(legs, trousers, z, PERSON, TEX_CLOTH)
     torso = geo.project(u + np.array([-0.12, 0.12, 0.13, -0.13]) * s,
                         np.array([0.46, 0.46, 0.82, 0.82]) * s, z)
@@ -614,70 +623,74 @@ def _vehicle_bbox(geo, v):
 
 
 def _draw_vehicle(canvas, geo, *, u, z, w, h, length, colour, label, front, **_):
-    """Box-shaped car, truck or bus: visible side face, then the rear (or front) face."""
+    """Car (lower body plus cabin) or boxy truck / bus, convex parts painted back to front."""
     shade = canvas.shade_at(geo.project(u, 0, z)[0])
-    body = _scaled(colour, shade)
-    glass = _scaled((40, 48, 58), shade)
+    body, glass = _scaled(colour, shade), _scaled((40, 48, 58), shade)
     tyre = _scaled((25, 25, 25), shade)
-    clear = 0.2
-    boxy = label != CAR
-    waist = h * (0.9 if boxy else 0.55)
+    clear, boxy = 0.2, label != CAR
+    waist = h if boxy else h * 0.55
+    span = z + np.array([0, 0, 1, 1]) * length  # near edge, then far edge
+    across = u + np.array([-1, 1, 1, -1]) * w / 2
     cam = -float(geo.centre(z))  # camera position in road coordinates at this depth
-    side = 0
-    if u - w / 2 > cam:
-        side = -1
-    elif u + w / 2 < cam:
-        side = 1
+    side = -1 if u - w / 2 > cam else 1 if u + w / 2 < cam else 0  # visible flank, if any
+
+    def fill(poly, paint, tex=TEX_METAL):
+        canvas.fill([poly], paint, z, label, tex)
+
+    # Top of the lower body (bonnet and boot; the roof of a truck), seen from above.
+    fill(geo.project(across, waist, span), _scaled(body, 1.1))
     if side:
-        us = u + side * w / 2
-        zs = z + np.array([0, 1, 1, 0]) * length
-        canvas.fill([geo.project(us, np.array([clear, clear, waist, waist]), zs)],
-                    _scaled(body, 0.8), z, label, TEX_METAL)
-        if boxy:
-            zw = z + np.array([0.1, 0.9, 0.9, 0.1]) * length
-            windows = geo.project(us, np.array([h * 0.55, h * 0.55, h * 0.8, h * 0.8]), zw)
-        else:
-            zc = z + np.array([0.12, 0.85, 0.72, 0.28]) * length
-            cabin = geo.project(us, np.array([waist, waist, h, h]), zc)
-            canvas.fill([cabin], _scaled(body, 0.8), z, label, TEX_METAL)
-            zw = z + np.array([0.18, 0.8, 0.7, 0.3]) * length
-            windows = geo.project(us, np.array([waist + 0.05, waist + 0.05, h - 0.06, h - 0.06]),
-                                  zw)
-        canvas.fill([windows], glass, z, label, TEX_GLASS)
+        flank = u + side * w / 2
+        along = z + np.array([0, 1, 1, 0]) * length
+        fill(geo.project(flank, np.array([clear, clear, waist, waist]), along),
+             _scaled(body, 0.8))
         a = np.linspace(0, 2 * np.pi, 14, endpoint=False)
-        wheels = [geo.project(us, 0.33 + 0.33 * np.sin(a), zc + 0.33 * np.cos(a))
-                  for zc in (z + 0.17 * length, z + 0.8 * length)]
-        canvas.fill(wheels, tyre, z, label, TEX_RUBBER)
-    # Near face: tyres peeking out under the bumper, body, cabin, window, lights, plate.
-    canvas.fill([_quad(geo, u - w / 2 + 0.05, u - w / 2 + 0.3, 0, clear + 0.1, z),
-                 _quad(geo, u + w / 2 - 0.3, u + w / 2 - 0.05, 0, clear + 0.1, z)],
-                tyre, z, label, TEX_RUBBER)
-    canvas.fill([_quad(geo, u - w / 2, u + w / 2, clear, waist, z)], body, z, label, TEX_METAL)
+        for hub in (z + 0.17 * length, z + 0.8 * length):
+            fill(geo.project(flank, 0.33 + 0.33 * np.sin(a), hub + 0.33 * np.cos(a)), tyre,
+                 TEX_RUBBER)
+        if boxy:
+            fill(geo.project(flank, np.array([0.55, 0.55, 0.8, 0.8]) * h,
+                             z + np.array([0.1, 0.9, 0.9, 0.1]) * length), glass, TEX_GLASS)
+    if not boxy:
+        # Cabin: a prism whose slanted rear window runs from (bottom, waist) to (top, roof).
+        cab = 0.42 * w
+        bottom, top = z + 0.12 * length, z + 0.28 * length
+        far_bottom, far_top = z + 0.85 * length, z + 0.72 * length
+        if side:
+            flank = u + side * cab
+            fill(geo.project(flank, np.array([waist, waist, h, h]),
+                             np.array([bottom, far_bottom, far_top, top])), _scaled(body, 0.8))
+            inset = 0.06 * length
+            fill(geo.project(flank, np.array([waist + 0.05, waist + 0.05, h - 0.06, h - 0.06]),
+                             np.array([bottom + inset, far_bottom - inset, far_top - inset / 3,
+                                       top + inset / 3])), glass, TEX_GLASS)
+        roof = u + np.array([-1, 1, 1, -1]) * cab
+        fill(geo.project(roof, h, np.array([top, top, far_top, far_top])), _scaled(body, 1.1))
+        fill(geo.project(roof, np.array([waist, waist, h, h]),
+                         np.array([bottom, bottom, top, top])), body)
+        y0, y1 = waist + 0.06, h - 0.05
+        zy = bottom + (top - bottom) * (np.array([y0, y0, y1, y1]) - waist) / (h - waist)
+        fill(geo.project(u + np.array([-1, 1, 1, -1]) * cab * 0.88,
+                         np.array([y0, y0, y1, y1]), zy), glass, TEX_GLASS)
+    # Near face: tyres peeking out under the bumper, body, lights, plate (and a truck window).
+    for x0 in (u - w / 2 + 0.05, u + w / 2 - 0.3):
+        fill(_quad(geo, x0, x0 + 0.25, 0, clear + 0.1, z), tyre, TEX_RUBBER)
+    fill(_quad(geo, u - w / 2, u + w / 2, clear, waist, z), body)
     if boxy:
-        canvas.fill([_quad(geo, u - w / 2, u + w / 2, waist - 0.05, h, z)], body, z, label,
-                    TEX_METAL)
-        window = _quad(geo, u - w * 0.4, u + w * 0.4, h * 0.6, h * 0.88, z)
-    else:
-        cabin = geo.project(u + np.array([-0.46, 0.46, 0.36, -0.36]) * w,
-                            np.array([waist, waist, h, h]), z)
-        canvas.fill([cabin], body, z, label, TEX_METAL)
-        window = geo.project(u + np.array([-0.4, 0.4, 0.31, -0.31]) * w,
-                             np.array([waist + 0.06, waist + 0.06, h - 0.07, h - 0.07]), z)
-    canvas.fill([window], glass, z, label, TEX_GLASS)
-    lamp = (235, 230, 200) if front else (200, 30, 30)
+        fill(_quad(geo, u - w * 0.4, u + w * 0.4, h * 0.6, h * 0.88, z), glass, TEX_GLASS)
+    lamp = _scaled((235, 230, 200) if front else (200, 30, 30), shade)
     ly = min(waist - 0.08, 1.0)
-    canvas.fill([_quad(geo, u - w / 2 + 0.05, u - w / 2 + 0.3, ly - 0.15, ly, z),
-                 _quad(geo, u + w / 2 - 0.3, u + w / 2 - 0.05, ly - 0.15, ly, z)],
-                _scaled(lamp, shade), z, label, TEX_METAL)
-    canvas.fill([_quad(geo, u - 0.25, u + 0.25, clear + 0.12, clear + 0.24, z)],
-                _scaled((215, 215, 210), shade), z, label, TEX_METAL)
+    for x0 in (u - w / 2 + 0.05, u + w / 2 - 0.3):
+        fill(_quad(geo, x0, x0 + 0.25, ly - 0.15, ly, z), lamp)
+    fill(_quad(geo, u - 0.25, u + 0.25, clear + 0.12, clear + 0.24, z),
+         _scaled((215, 215, 210), shade))
 
 
 def _plan_vehicles(rng, geo):
     vehicles = []
 
-    def add(lane_u, z, front):
-        kind = rng.random()
+    def add(lane_u, z, front, car=False):
+        kind = 1.0 if car else rng.random()
         if kind < 0.06:
             label, w, h, length = TRUCK, rng.uniform(2.3, 2.5), rng.uniform(2.8, 3.6), 7.0
         elif kind < 0.12:
@@ -698,9 +711,7 @@ def _plan_vehicles(rng, geo):
         lane_u = -geo.half_width + (ego + 0.5) * geo.lane_width
         z = rng.uniform(8, 35) + geo.bottom_depth
         vehicles = [v for v in vehicles if abs(v['u'] - lane_u) > 1 or abs(v['z'] - z) > 12]
-        n = len(vehicles)
-        add(lane_u, z, False)
-        vehicles[n].update(label=CAR, w=1.8, h=1.5, length=4.5)
+        add(lane_u, z, False, car=True)
     for v in vehicles:
         v['bbox'] = _vehicle_bbox(geo, v)
     return vehicles
@@ -709,20 +720,27 @@ def _plan_vehicles(rng, geo):
 # --- anomalies -------------------------------------------------------------------------------
 
 
-def _anomaly_colours(rng, style, road, natural=None):
-    """Return two colours: vivid never-seen ones, or grey / road-like ones offset from the road."""
+def _anomaly_colours(rng, style, road, sign, shade, natural=None):
+    """Return two colours: vivid never-seen ones, or grey / road-like ones offset from the road.
+
+    Low-contrast colours lie on one side of the asphalt (``sign``, fixed per object), so the
+    parts of an object never average out to the colour of the road around it. The offset is
+    meant after shading: objects in a cast shadow (``shade`` < 1) get a larger albedo offset.
+    """
     if style == 'vivid':
-        first = _pick(rng, natural or _ANOMALY_VIVID, 15)
-        return first, _pick(rng, _ANOMALY_VIVID, 15)
-    # Low-contrast objects: at least 25 grey levels away from the asphalt, but not vivid.
-    offset = rng.uniform(25, 45) * rng.choice([-1, 1])
-    if style == 'roadlike':
-        offset = rng.uniform(22, 32) * rng.choice([-1, 1])
-    if np.mean(road) + offset < 12:
-        offset = abs(offset)
+        return _pick(rng, natural or _ANOMALY_VIVID, 15), _pick(rng, _ANOMALY_VIVID, 15)
+    offset = sign * (rng.uniform(15, 35) if style == 'grey' else rng.uniform(14, 24))
+    offset /= max(shade, 0.4)
     first = tuple(float(np.clip(c + offset + rng.uniform(-6, 6), 0, 255)) for c in road)
-    second = _pick(rng, _ANOMALY_VIVID) if style == 'roadlike' else _scaled(first, 0.8)
+    if style == 'roadlike':
+        return first, _pick(rng, _ANOMALY_VIVID)
+    second = tuple(float(np.clip(c + offset * rng.uniform(1.3, 1.6), 0, 255)) for c in road)
     return first, second
+
+
+def _relief(style, factor):
+    """Soften face shading of low-contrast objects, which would otherwise cancel their offset."""
+    return 1 + (factor - 1) * (1.0 if style == 'vivid' else 0.3)
 
 
 def _pattern(rng, shape, first, second, scale, style):
@@ -749,9 +767,8 @@ def _pattern(rng, shape, first, second, scale, style):
     return out
 
 
-def _draw_cargo(canvas, geo, rng, *, u, z, size, style, inst, road):
+def _draw_cargo(canvas, geo, rng, *, u, z, size, style, sign, shade, inst, road):
     """Lost cargo: one or two boxes with a yaw, painted with stripes, checkers or dots."""
-    shade = canvas.shade_at(geo.project(u, 0, z)[0])
     for box in range(1 if rng.random() < 0.7 else 2):
         w, d, h = size * rng.uniform(0.6, 1.0, 3)
         yaw = rng.uniform(-0.8, 0.8)
@@ -772,16 +789,17 @@ def _draw_cargo(canvas, geo, rng, *, u, z, size, style, inst, road):
                 faces.append((np.stack([bottom[i], bottom[j], top[j], top[i]]), 0.65 + 0.35 * cos))
         faces.append((top, 1.12))
         box_px = _bbox([top, bottom])
-        first, second = _anomaly_colours(rng, style, road)
+        first, second = _anomaly_colours(rng, style, road, sign, shade)
         pattern = _pattern(rng, (box_px[3] - box_px[1], box_px[2] - box_px[0]), first, second,
                            w * geo.focal / z, style) * shade
         tex = TEX_ASPHALT if style == 'roadlike' else TEX_CARGO
         for poly, light in faces:
             mask = _local_mask([poly], box_px)
-            canvas.paint(mask, box_px[:2], pattern * light, z, VOID, tex, inst)
+            canvas.paint(mask, box_px[:2], pattern * _relief(style, light), z, VOID, tex,
+                         inst)
 
 
-def _draw_animal(canvas, geo, rng, *, u, z, size, style, inst, road):
+def _draw_animal(canvas, geo, rng, *, u, z, size, style, sign, shade, inst, road):
     """Animal-like blob in profile: clustered ellipses, four legs, head, ears, tail, fur."""
     length = size
     body_h = length * rng.uniform(0.35, 0.55)
@@ -800,7 +818,7 @@ def _draw_animal(canvas, geo, rng, *, u, z, size, style, inst, road):
     lw = 0.07 * length
     for du in np.array([-0.35, -0.22, 0.22, 0.35]) * length:
         tilt = rng.uniform(-0.05, 0.05) * length
-        polys.append(px([du - lw + tilt, du + lw / 2 + tilt, du + lw / 2, du - lw / 2],
+        polys.append(px([du - lw / 2 + tilt, du + lw / 2 + tilt, du + lw / 2, du - lw / 2],
                         [0, 0, leg + body_h * 0.4, leg + body_h * 0.4]))
     hx, hy = facing * length * 0.58, leg + body_h * rng.uniform(0.8, 1.2)
     (cx, cy), = px(hx, hy)
@@ -813,7 +831,7 @@ def _draw_animal(canvas, geo, rng, *, u, z, size, style, inst, road):
                     [leg + body_h * 0.7, leg + body_h * 1.1, leg + body_h, leg + body_h * 0.5]))
     box = _bbox(polys)
     shape = (box[3] - box[1], box[2] - box[0])
-    first, second = _anomaly_colours(rng, style, road, natural=_FUR)
+    first, second = _anomaly_colours(rng, style, road, sign, shade, natural=_FUR)
     fur = rng.standard_normal(shape).astype(np.float32)
     clumps = cv2.resize(rng.standard_normal((shape[0] // 4 + 2, shape[1] // 4 + 2)).astype(
         np.float32), shape[::-1], interpolation=cv2.INTER_LINEAR)
@@ -822,13 +840,12 @@ def _draw_animal(canvas, geo, rng, *, u, z, size, style, inst, road):
     if style == 'vivid' and rng.random() < 0.5:
         colours[clumps > 0.6] = second  # patches like a cow or a tabby
     colours *= (1 + 0.25 * fur + 0.15 * clumps)[..., None]
-    shade = canvas.shade_at(px(0, 0)[0])
     tex = TEX_ASPHALT if style == 'roadlike' else TEX_FUR
     canvas.paint(_local_mask(polys, box), box[:2], np.clip(colours, 0, 255) * shade, z, VOID,
                  tex, inst)
 
 
-def _draw_debris(canvas, geo, rng, *, u, z, size, style, inst, road):
+def _draw_debris(canvas, geo, rng, *, u, z, size, style, sign, shade, inst, road):
     """Scattered irregular flat pieces, each a low prism lying on the road."""
     pieces = []
     for _ in range(rng.integers(3, 9)):
@@ -838,27 +855,23 @@ def _draw_debris(canvas, geo, rng, *, u, z, size, style, inst, road):
         a = np.sort(rng.uniform(0, 2 * np.pi, n))
         r = rng.uniform(0.05, 0.3) * rng.uniform(0.5, 1.0, n)
         pieces.append((pz, pu + r * np.cos(a), pz + r * np.sin(a), rng.uniform(0.02, 0.15)))
-    shade = canvas.shade_at(geo.project(u, 0, z)[0])
-    palette = (*_ANOMALY_VIVID, *_DEBRIS)
+    natural = _DEBRIS if rng.random() < 0.5 else None  # wood and rust, or bright plastic
+    colours = _anomaly_colours(rng, style, road, sign, shade, natural=natural)
     tex = TEX_ASPHALT if style == 'roadlike' else TEX_DEBRIS
     for pz, us, zs, height in sorted(pieces, key=lambda p: -p[0]):
-        if style == 'vivid':
-            colour = _pick(rng, palette, 15)
-        else:
-            colour = _anomaly_colours(rng, style, road)[0]
-        colour = _scaled(colour, shade)
-        canvas.fill([geo.project(us, 0, zs)], _scaled(colour, 0.7), pz, VOID, tex, inst)
+        colour = _scaled(_jitter(rng, colours[int(rng.random() < 0.3)], 10), shade)
+        canvas.fill([geo.project(us, 0, zs)], _scaled(colour, _relief(style, 0.7)), pz, VOID,
+                    tex, inst)
         canvas.fill([geo.project(us, height, zs)], colour, pz, VOID, tex, inst)
 
 
-def _draw_tyre(canvas, geo, rng, *, u, z, size, style, inst, road):
+def _draw_tyre(canvas, geo, rng, *, u, z, size, style, sign, shade, inst, road):
     """Lost tyre: upright with a rim, or lying flat with the road visible through the hole."""
     r, width = size / 2, size * rng.uniform(0.3, 0.45)
-    shade = canvas.shade_at(geo.project(u, 0, z)[0])
     rubber = (rng.uniform(25, 45),) * 3
     rim = _pick(rng, _ANOMALY_VIVID) if style == 'vivid' else (150, 150, 155)
     if style != 'vivid':
-        rubber, rim = _anomaly_colours(rng, style, road)
+        rubber, rim = _anomaly_colours(rng, style, road, sign, shade)
     a = np.linspace(0, 2 * np.pi, 28, endpoint=False)
     if rng.random() < 0.5:
         squeeze = max(abs(np.cos(rng.uniform(-1.2, 1.2))), width / size)
@@ -883,7 +896,7 @@ def _draw_tyre(canvas, geo, rng, *, u, z, size, style, inst, road):
         mask &= 1 - hole
         colours = np.empty(shape + (3,), np.float32)
         colours[:] = rubber
-        colours[_local_mask([ring[1]], box).astype(bool)] = _scaled(rubber, 1.25)
+        colours[_local_mask([ring[1]], box).astype(bool)] = _scaled(rubber, _relief(style, 1.25))
     tex = TEX_ASPHALT if style == 'roadlike' else TEX_RUBBER
     canvas.paint(mask, box[:2], colours * shade, z, VOID, tex, inst)
 
@@ -895,7 +908,7 @@ _ANOMALY_SIZE = {'cargo': (0.25, 0.9), 'animal': (0.4, 1.3), 'debris': (0.3, 1.2
                  'tyre': (0.55, 0.8)}
 
 
-def _plan_anomalies(rng, geo, look, vehicles):
+def _plan_anomalies(rng, geo, vehicles, relaxed=False):
     """Place 1..3 anomalies on visible road, never behind a nearer vehicle or each other."""
     anomalies, boxes = [], []
     zmin = geo.bottom_depth * 1.15
@@ -916,7 +929,7 @@ def _plan_anomalies(rng, geo, look, vehicles):
             half = 1.5 * size * geo.focal / z
             box = (x - half, y - 2 * half, x + half, y + 0.5 * half)
             nearer = [v['bbox'] for v in vehicles if v['z'] < z + 1] + boxes
-            if any(_overlap(box, b) for b in nearer):
+            if not relaxed and any(_overlap(box, b) for b in nearer):
                 continue
             boxes.append(box)
             anomalies.append(dict(kind=kind, u=u, z=z, size=size, style=str(style),
@@ -930,8 +943,13 @@ def _overlap(a, b):
 
 
 def _draw_anomaly(canvas, geo, *, kind, u, z, size, style, seed, inst, road):
-    _ANOMALY_DRAW[kind](canvas, geo, np.random.default_rng(seed), u=u, z=z, size=size,
-                        style=style, inst=inst, road=road)
+    rng = np.random.default_rng(seed)
+    # Lighter or darker than the asphalt, whichever leaves room for the offset.
+    level = float(np.mean(road))
+    sign = 1 if level < 60 else -1 if level > 190 else int(rng.choice([-1, 1]))
+    shade = canvas.shade_at(geo.project(u, 0, z)[0])
+    _ANOMALY_DRAW[kind](canvas, geo, rng, u=u, z=z, size=size, style=style, sign=sign,
+                        shade=shade, inst=inst, road=road)
 
 
 # --- planning and rendering ------------------------------------------------------------------
@@ -966,18 +984,22 @@ def _plan_side(rng, geo, look, side, items, buildings, trees):
                     colour=_scaled(look.foliage, 0.85), label=VEGETATION, tex=TEX_FOLIAGE)))
     else:
         u = side * (edge + strip + rng.uniform(3, 15))
-        tops = rng.uniform(5, 14) + np.cumsum(rng.standard_normal(48)) * 0.4
+        # Forest edge: a slowly wandering canopy height with bumps of single crowns.
+        tops = rng.uniform(4, 12) + np.cumsum(rng.standard_normal(48)) * 0.4
+        tops += rng.uniform(-1.2, 1.2, 48)
         items.append((5000.0, functools.partial(
             _draw_band, u=u, z0=-5.0, z1=300.0, y0=0, tops=np.clip(tops, 2, 25),
             colour=_scaled(look.foliage, 0.75), label=VEGETATION, tex=TEX_FOLIAGE)))
     barrier = rng.random()
-    tree_u = side * (edge + strip / 2) if strip > 1 else side * (edge - 0.8)
+    kerb_tree_u = side * (edge - 0.8) if geo.sidewalk[i] else side * (edge + 1.2)
+    tree_u = side * (edge + strip / 2) if strip > 1 else kerb_tree_u
     if barrier < 0.3:
-        # A wall or fence along the outer sidewalk edge; trees then stand in front of it.
+        # A wall or fence behind the sidewalk (or verge); trees then stand in front of it,
+        # as they are painted after it.
         z0 = rng.uniform(0, 30)
         z1 = z0 + rng.uniform(15, 80)
-        u = side * (edge + 0.05)
-        tree_u = side * (edge - 0.8)
+        u = side * (edge + (0.05 if geo.sidewalk[i] else 2.5))
+        tree_u = kerb_tree_u
         if barrier < 0.15:
             items.append((4000.0, functools.partial(
                 _draw_band, u=u, z0=z0, z1=z1, y0=0, tops=np.full(4, rng.uniform(0.7, 2.5)),
@@ -1053,26 +1075,26 @@ def _plan_scene(rng, height, width):
                  shadow_shift=rng.uniform(-4, 4))
 
 
-def _finish(canvas, geo, look, rng):
+def _finish(canvas, look, rng):
     """Texture, fog, lighting, optics blur and sensor noise: albedo buffers to a uint8 image."""
     h, w = canvas.ids.shape[:2]
-    fine = rng.standard_normal((h, w)).astype(np.float32)
-    fields = [fine]
-    for step in (4, 16):
-        small = rng.standard_normal((h // step + 2, w // step + 2)).astype(np.float32)
-        field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-        fields.append(field / (field.std() + 1e-6))
     amp = _TEXTURE_AMPLITUDE[canvas.ids[..., 1]]
-    factor = 1 + amp[..., 0] * fields[0] + amp[..., 1] * fields[1] + amp[..., 2] * fields[2]
-    image = canvas.rgbd[..., :3] * factor[..., None]
-    depth = canvas.rgbd[..., 3]
-    fog = (1 - np.exp(-depth / look.fog_distance))[..., None]
-    image = image * (1 - fog) + np.array(look.sky_horizon, np.float32) * fog
-    image = (image - 128) * look.contrast + 128
-    image *= look.brightness * np.array(look.gains, np.float32)
+    factor = 1 + amp[..., 0] * rng.standard_normal((h, w), dtype=np.float32)
+    for i, step in ((1, 4), (2, 16)):
+        small = rng.standard_normal((h // step + 2, w // step + 2), dtype=np.float32)
+        field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        factor += amp[..., i] * field * (1 / (float(field.std()) + 1e-6))
+    fog = 1 - np.exp(canvas.rgbd[..., 3] * (-1 / look.fog_distance))
+    image = canvas.rgbd[..., :3] * (factor * (1 - fog))[..., None]
+    image += fog[..., None] * np.array(look.sky_horizon, np.float32)
+    # Contrast about mid-grey, brightness and colour temperature: one affine map per channel.
+    gains = look.brightness * np.array(look.gains, np.float32)
+    image = image * (look.contrast * gains) + 128 * (1 - look.contrast) * gains
     image = cv2.GaussianBlur(image, (0, 0), look.blur_sigma)
-    image += rng.standard_normal(image.shape).astype(np.float32) * look.noise_sigma
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    # Luminance-only sensor noise: a third of the cost of per-channel noise, looks the same.
+    noise = rng.standard_normal((h, w, 1), dtype=np.float32)
+    image += noise * look.noise_sigma + 0.5
+    return np.clip(image, 0, 255, out=image).astype(np.uint8)
 
 
 def _render(plan, anomalies, seed, on_top=False):
@@ -1088,7 +1110,7 @@ def _render(plan, anomalies, seed, on_top=False):
                                                **a)))
     for _, draw in sorted(items, key=operator.itemgetter(0), reverse=True):
         draw(canvas, geo)
-    return canvas, _finish(canvas, geo, look, rng)
+    return canvas, _finish(canvas, look, rng)
 
 
 def render_scene(seed, *, height=256, width=512, anomalies=False):
@@ -1107,7 +1129,7 @@ def render_scene(seed, *, height=256, width=512, anomalies=False):
     for attempt in range(16):
         if anomalies:
             rng = np.random.default_rng([seed, 1, attempt])
-            placed = _plan_anomalies(rng, plan.geo, plan.look, plan.vehicles)
+            placed = _plan_anomalies(rng, plan.geo, plan.vehicles, relaxed=attempt == 15)
         # The last attempt paints anomalies over everything, so one is always visible.
         canvas, image = _render(plan, placed, seed, on_top=attempt == 15)
         counts = np.bincount(canvas.ids[..., 2].ravel(), minlength=len(placed) + 1)
@@ -1130,7 +1152,7 @@ def image_seed(seed, split, index):
     code = SPLITS.index(split)
     state = np.random.SeedSequence([seed, code, index]).generate_state(2, np.uint32)
     # The split code sits in the two low bits, so seeds of different splits cannot coincide.
-    return ((int(state[0]) << 30 | int(state[1]) >> 2) << 2) | code
+    return ((int(state[0]) << 29 | int(state[1]) >> 3) << 2) | code  # < 2**63
 
 
 class SyntheticStreetWorld:
