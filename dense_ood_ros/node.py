@@ -297,6 +297,10 @@ def main(args=None):
         get_logger('perception_node').fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C while the model loads is a normal stop, not a crash.
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -233,7 +233,9 @@ def test_sigint_exits_cleanly(client, tiny_checkpoint_path):
     client.record('/perception_node/semantic', Image)
     publisher = client.publisher('/cam/image')
     with NodeProcess(*_node_args(tiny_checkpoint_path)) as node:
-        assert client.wait_until_connected([publisher]), node.output
+        # Interrupt a node that is spinning, not one still building its publishers.
+        assert client.handshake(publisher, frame_message(_rgb(1), stamp_ns=1),
+                                ['/perception_node/semantic']), node.output
         assert node.interrupt() == 0, node.output
 
 
