@@ -1,0 +1,266 @@
+"""The training loop end to end on a tiny synthetic world: resume, export, CLI, NaN guard, DDP."""
+
+import csv
+import math
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from dense_ood_ros.checkpoint import build_flow_from_checkpoint, load_checkpoint
+from dense_ood_ros.pipeline import DenseOODPipeline
+from train import joint
+from train.config import resolve
+from train.distributed import init_distributed, shutdown
+from train.joint import JointTrainer, TrainingError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_raw(iterations=6, **changes):
+    """Return a raw config for a run of a few seconds: 64x64 crops, a 4-channel flow."""
+    raw = {
+        'seed': 0, 'device': 'cpu', 'amp': 'off',
+        'data': {'dataset': 'synthetic', 'root': None, 'split': 'train', 'short_edge': 64,
+                 'crop_size': 64, 'hflip': True, 'num_workers': 0,
+                 'synthetic': {'num_images': 4, 'height': 64, 'width': 96, 'seed': 0}},
+        'validation': {'dataset': 'synthetic', 'root': None, 'split': 'test',
+                       'max_images': 0, 'interval': 0,
+                       'synthetic': {'num_images': 2, 'height': 64, 'width': 96, 'seed': 0}},
+        'model': {'checkpointing': False},
+        'flow': {'num_scales': 2, 'mid_channels': 4, 'num_blocks': 1, 'checkpointing': False},
+        'outliers': {'mode': 'rnvp', 'lambda': 0.1, 'size_min': 8, 'size_max': 24,
+                     'size_step': 8},
+        'optim': {'batch_size': 2, 'iterations': iterations, 'lr_backbone': 1e-4,
+                  'lr_upsampling': 4e-4, 'lr_min': 1e-7, 'flow_lr': 1e-3},
+        'log': {'interval': 1, 'sample_interval': 3, 'checkpoint_interval': 0,
+                'tensorboard': False},
+    }
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split('__')
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+def tiny_config(iterations=6, **changes):
+    """Return the resolved tiny config."""
+    return resolve(tiny_raw(iterations, **changes))
+
+
+def _states(trainer):
+    return {'segmenter': trainer.segmenter.state_dict(), 'flow': trainer.flow.state_dict()}
+
+
+def _assert_same_states(first, second):
+    for model in first:
+        assert first[model].keys() == second[model].keys()
+        for key in first[model]:
+            torch.testing.assert_close(first[model][key], second[model][key],
+                                       msg=f'{model}.{key} differs')
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path):
+    # Checkpointing on: recomputation must not disturb BN statistics or the random draws.
+    config = tiny_config(6, model__checkpointing=True, flow__checkpointing=True)
+    straight = JointTrainer(config, out_dir=tmp_path / 'straight').run()
+
+    interrupted = JointTrainer(config, out_dir=tmp_path / 'resumed').run(stop_after=3)
+    assert interrupted.iteration == 3
+    assert not (tmp_path / 'resumed' / 'model.pt').exists()
+    payload = torch.load(tmp_path / 'resumed' / 'resume.pt', weights_only=True)
+    assert payload['iteration'] == 3 and payload['config'] == config
+
+    # A new process would start from scratch: scramble the global generators first.
+    torch.manual_seed(1234)
+    np.random.seed(99)
+    resumed = JointTrainer(config, out_dir=tmp_path / 'resumed')
+    resumed.load_resume(tmp_path / 'resumed' / 'resume.pt')
+    resumed.run()
+    assert resumed.iteration == straight.iteration == 6
+    _assert_same_states(_states(straight), _states(resumed))
+    opt_a = straight.optimizers.flow.state_dict()['state']
+    opt_b = resumed.optimizers.flow.state_dict()['state']
+    for key in opt_a:
+        torch.testing.assert_close(opt_a[key]['exp_avg'], opt_b[key]['exp_avg'])
+    assert (straight.scheduler.get_last_lr() == resumed.scheduler.get_last_lr())
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    trainer = JointTrainer(tiny_config(2), out_dir=tmp_path).run(stop_after=1)
+    other = JointTrainer(tiny_config(2, outliers__mode='noise'), out_dir=tmp_path)
+    with pytest.raises(joint.ConfigError, match='outliers.mode'):
+        other.load_resume(tmp_path / 'resume.pt')
+    assert trainer.iteration == 1
+
+
+class _PoisonLogits:
+    """Forward hook that turns the logits of chosen forward calls into NaN."""
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.count = 0
+
+    def __call__(self, module, inputs, output):
+        self.count += 1
+        return output * math.nan if self.calls is None or self.count in self.calls else output
+
+
+def test_nan_steps_are_skipped_counted_and_logged(tmp_path):
+    config = tiny_config(5, validation__dataset=None)
+    trainer = JointTrainer(config, out_dir=tmp_path)
+    trainer.segmenter.logits.register_forward_hook(_PoisonLogits({2, 4}))
+    trainer.run()
+    assert trainer.iteration == 5
+    assert trainer.skipped_steps == 2 and trainer.consecutive_skips == 0
+    rows = list(csv.DictReader(open(tmp_path / 'scalars.csv')))
+    assert [int(r['skipped_steps']) for r in rows] == [0, 1, 1, 2, 2]
+
+
+def test_ten_nan_steps_in_a_row_stop_with_a_clear_message(tmp_path):
+    config = tiny_config(30, validation__dataset=None)
+    trainer = JointTrainer(config, out_dir=tmp_path)
+    trainer.segmenter.logits.register_forward_hook(_PoisonLogits(None))
+    with pytest.raises(TrainingError, match='10 consecutive steps had NaN or infinite losses'):
+        trainer.run()
+    assert trainer.iteration == 10 and trainer.skipped_steps == 10
+
+
+@pytest.mark.parametrize('mode', ['noise', 'none'])
+def test_baseline_modes_train_and_export_without_a_flow(tmp_path, mode):
+    config = tiny_config(2, outliers__mode=mode, validation__dataset=None)
+    trainer = JointTrainer(config, out_dir=tmp_path).run()
+    assert trainer.flow is None
+    ckpt = load_checkpoint(tmp_path / 'model.pt')
+    assert ckpt.flow_state_dict is None and ckpt.train['config']['outliers']['mode'] == mode
+    assert not (tmp_path / 'samples').exists()
+
+
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory):
+    """Run ``python -m train.joint`` for 2 iterations on the tiny config with --set."""
+    root = tmp_path_factory.mktemp('cli')
+    config_path = root / 'tiny.yaml'
+    config_path.write_text(yaml.safe_dump(tiny_raw(50)))
+    out = root / 'out'
+    result = subprocess.run(
+        [sys.executable, '-m', 'train.joint', '--config', str(config_path), '--out', str(out),
+         '--set', 'optim.iterations=2', '--set', 'log.sample_interval=1', '--report-memory'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    return result, out
+
+
+@pytest.mark.slow
+def test_cli_trains_end_to_end_with_overrides(cli_run):
+    result, out = cli_run
+    assert result.returncode == 0, result.stderr
+    assert 'peak memory:' in result.stdout and 'iteration 2/2' in result.stdout
+    assert {'model.pt', 'resume.pt', 'scalars.csv', 'config.yaml', 'samples'} <= set(
+        os.listdir(out))
+    assert sorted(os.listdir(out / 'samples')) == ['iter_0000001.png', 'iter_0000002.png']
+    assert yaml.safe_load((out / 'config.yaml').read_text())['optim']['iterations'] == 2
+    rows = list(csv.DictReader(open(out / 'scalars.csv')))
+    assert [r['iteration'] for r in rows] == ['1', '2', '2']
+    assert float(rows[0]['nll']) > 0 and float(rows[0]['kl']) >= 0
+    assert 0 <= float(rows[-1]['val_miou']) <= 1 and 0 <= float(rows[-1]['val_ap']) <= 1
+
+
+@pytest.mark.slow
+def test_the_exported_checkpoint_runs_in_the_nodes_pipeline(cli_run):
+    result, out = cli_run
+    assert result.returncode == 0, result.stderr
+    ckpt = load_checkpoint(out / 'model.pt', expected_arch='ldn121')
+    assert ckpt.num_classes == 19 and ckpt.input_short_edge == 64
+    assert ckpt.temperatures == {'msp': 10.0, 'entropy': 2.0}
+    assert ckpt.train['iteration'] == 2 and ckpt.train['config']['optim']['iterations'] == 2
+    assert 'git_commit' in ckpt.train
+    assert ckpt.flow_config == {'in_channels': 3, 'num_scales': 2, 'mid_channels': 4,
+                                'num_blocks': 1}
+    flow = build_flow_from_checkpoint(ckpt)
+    assert flow.sample(1, 8, 8).shape == (1, 3, 8, 8)
+    pipeline = DenseOODPipeline.from_checkpoint(out / 'model.pt', device='cpu')
+    frame = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    result = pipeline.infer(frame)
+    assert result.labels.shape == (48, 80) and result.score.shape == (48, 80)
+    assert np.isfinite(result.score).all()
+    resume = torch.load(out / 'resume.pt', weights_only=True)
+    assert resume['iteration'] == 2
+
+
+def test_cli_names_an_unknown_override(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        joint.main(['--config', str(ROOT / 'config' / 'train_demo.yaml'),
+                    '--set', 'optim.batchsize=4'])
+    assert exit_info.value.code == 2
+    assert "unknown config key 'optim.batchsize'" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_dataset_root_with_the_readers_message(tmp_path, capsys):
+    missing = tmp_path / 'no_cityscapes'
+    status = joint.main(['--config', str(ROOT / 'config' / 'train_cityscapes.yaml'),
+                         '--out', str(tmp_path / 'out'), '--set', f'data.root={missing}',
+                         '--set', 'device=cpu'])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert 'train.joint: error' in err and str(missing) in err and 'Cityscapes' in err
+
+
+def test_cli_resume_without_a_resume_file_is_a_clear_error(tmp_path, capsys):
+    config_path = tmp_path / 'tiny.yaml'
+    config_path.write_text(yaml.safe_dump(tiny_raw(2)))
+    status = joint.main(['--config', str(config_path), '--out', str(tmp_path / 'out'),
+                         '--resume'])
+    assert status == 1
+    assert 'resume.pt: no such file' in capsys.readouterr().err
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank, world_size, port, config, out_root, result_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    env = init_distributed('cpu')
+    try:
+        trainer = JointTrainer(config, out_dir=os.path.join(out_root, f'rank{rank}'), env=env)
+        trainer.run()
+        torch.save({'segmenter': trainer.segmenter.state_dict(),
+                    'flow': trainer.flow.state_dict(), 'iteration': trainer.iteration},
+                   os.path.join(result_dir, f'rank{rank}.pt'))
+    finally:
+        shutdown(env)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_gloo_keeps_ranks_identical_and_only_rank0_writes(tmp_path):
+    config = tiny_config(2)
+    out_root, result_dir = tmp_path / 'out', tmp_path / 'results'
+    result_dir.mkdir()
+    torch.manual_seed(0)
+    initial = JointTrainer(config, out_dir=tmp_path / 'unused').segmenter.state_dict()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(out_root), str(result_dir)),
+             nprocs=2, join=True)
+    states = [torch.load(result_dir / f'rank{r}.pt', weights_only=True) for r in range(2)]
+    assert states[0]['iteration'] == states[1]['iteration'] == 2
+    for model in ('segmenter', 'flow'):
+        for key, value in states[0][model].items():
+            assert torch.equal(value, states[1][model][key]), f'{model}.{key} differs'
+    assert any(not torch.equal(initial[k], states[0]['segmenter'][k]) for k in initial)
+    assert (out_root / 'rank0' / 'model.pt').exists()
+    assert (out_root / 'rank0' / 'resume.pt').exists()
+    assert not (out_root / 'rank1').exists()

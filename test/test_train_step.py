@@ -1,0 +1,199 @@
+"""One step of Algorithm 2 on tiny inputs: who gets which gradient, modes, the NaN skip."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
+from dense_ood_ros.models import RealNVP, ldn121
+from train.outliers import OutlierSettings, draw_size
+from train.step import (
+    Normalizer, Optimizers, compute_losses, step_randomness, train_step)
+
+NUM_CLASSES = 3
+SIZES = (8, 12, 16)
+
+
+def _models(mode='rnvp', seed=0):
+    torch.manual_seed(seed)
+    segmenter = ldn121(NUM_CLASSES).train()
+    flow = RealNVP(num_scales=2, mid_channels=4, num_blocks=1).train() if mode == 'rnvp' \
+        else None
+    return segmenter, flow
+
+
+def _batch(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (2, 3, 64, 64), generator=gen).float() / 255
+    labels = torch.randint(0, NUM_CLASSES, (2, 64, 64), generator=gen)
+    labels[:, :4] = 255
+    return images, labels
+
+
+def _optimizers(segmenter, flow):
+    return Optimizers(segmenter=torch.optim.Adam(segmenter.parameters(), lr=1e-3),
+                      flow=torch.optim.Adam(flow.parameters(), lr=1e-3) if flow else None)
+
+
+def _settings(mode='rnvp', lam=1.0):
+    return OutlierSettings(mode=mode, sizes=SIZES, lam=lam)
+
+
+def _normalize():
+    return Normalizer(IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, module):
+    after = module.state_dict()
+    return [k for k in before if not torch.equal(before[k], after[k])]
+
+
+def _param_names(module):
+    return {name for name, _ in module.named_parameters()}
+
+
+def test_one_step_changes_both_models_weights():
+    segmenter, flow = _models()
+    seg_before, flow_before = _snapshot(segmenter), _snapshot(flow)
+    images, labels = _batch()
+    result = train_step(segmenter, flow, images, labels, outliers=_settings(),
+                        randomness=step_randomness(0, 0), optimizers=_optimizers(segmenter, flow),
+                        normalize=_normalize())
+    assert not result.skipped
+    assert result.size in SIZES
+    assert math.isfinite(result.ce) and math.isfinite(result.kl) and math.isfinite(result.nll)
+    seg_changed = set(_changed(seg_before, segmenter)) & _param_names(segmenter)
+    flow_changed = set(_changed(flow_before, flow)) & _param_names(flow)
+    # Every parameter took a step (Adam moves any parameter with a non-zero gradient).
+    assert seg_changed == _param_names(segmenter)
+    assert flow_changed == _param_names(flow)
+
+
+def test_lseg_alone_gives_the_flow_non_zero_gradients():
+    segmenter, flow = _models()
+    images, labels = _batch()
+    losses = compute_losses(segmenter, flow, images, labels, outliers=_settings(),
+                            randomness=step_randomness(0, 0), normalize=_normalize())
+    losses.seg.loss.backward()
+    grads = [p.grad for p in flow.parameters()]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_the_kl_term_alone_reaches_the_flow():
+    # All labels ignore: only the pasted pixels' KL enters Lseg.
+    segmenter, flow = _models()
+    images, labels = _batch()
+    labels[:] = 255
+    losses = compute_losses(segmenter, flow, images, labels, outliers=_settings(),
+                            randomness=step_randomness(0, 0), normalize=_normalize())
+    assert losses.seg.num_inliers == 0 and losses.seg.num_outliers == 2 * losses.size ** 2
+    losses.seg.loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in flow.parameters()) > 0
+
+
+def test_the_flow_nll_never_reaches_the_segmenter():
+    segmenter, flow = _models()
+    images, labels = _batch()
+    losses = compute_losses(segmenter, flow, images, labels, outliers=_settings(),
+                            randomness=step_randomness(0, 0), normalize=_normalize())
+    losses.nll.backward(retain_graph=True)
+    assert all(p.grad is None for p in segmenter.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in flow.parameters())
+
+
+def test_the_flow_gets_the_sum_of_both_gradients():
+    segmenter, flow = _models()
+    images, labels = _batch()
+
+    def flow_grads(which):
+        seg, flw = copy.deepcopy(segmenter), copy.deepcopy(flow)
+        losses = compute_losses(seg, flw, images, labels, outliers=_settings(),
+                                randomness=step_randomness(0, 0), normalize=_normalize())
+        {'seg': losses.seg.loss, 'nll': losses.nll, 'total': losses.total}[which].backward()
+        return [p.grad.clone() for p in flw.parameters()]
+
+    seg, nll, total = flow_grads('seg'), flow_grads('nll'), flow_grads('total')
+    for g_seg, g_nll, g_total in zip(seg, nll, total):
+        torch.testing.assert_close(g_total, g_seg + g_nll, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('mode', ['rnvp', 'noise', 'none'])
+def test_each_outlier_mode_runs_and_updates_the_segmenter(mode):
+    segmenter, flow = _models(mode)
+    before = _snapshot(segmenter)
+    images, labels = _batch()
+    result = train_step(segmenter, flow, images, labels, outliers=_settings(mode),
+                        randomness=step_randomness(0, 0), optimizers=_optimizers(segmenter, flow),
+                        normalize=_normalize())
+    assert not result.skipped
+    assert set(_changed(before, segmenter)) & _param_names(segmenter)
+    if mode == 'none':
+        assert result.size == 0 and math.isnan(result.kl) and math.isnan(result.nll)
+    else:
+        assert result.size in SIZES and math.isfinite(result.kl)
+        assert math.isnan(result.nll) == (mode == 'noise')
+
+
+def test_noise_patches_are_clipped_gaussian_noise_in_image_space():
+    segmenter, _ = _models('noise')
+    captured = {}
+
+    def keep_input(module, inputs):
+        captured['x'] = inputs[0].detach()
+
+    handle = segmenter.register_forward_pre_hook(keep_input)
+    images, labels = _batch()
+    normalize = _normalize()
+    compute_losses(segmenter, None, images, labels, outliers=_settings('noise'),
+                   randomness=step_randomness(0, 0), normalize=normalize)
+    handle.remove()
+    pixels = captured['x'] * normalize.std + normalize.mean
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
+
+
+def test_a_non_finite_loss_skips_the_step_and_clears_gradients():
+    segmenter, flow = _models()
+    seg_before, flow_before = _snapshot(segmenter), _snapshot(flow)
+    optimizers = _optimizers(segmenter, flow)
+    handle = segmenter.logits.register_forward_hook(lambda m, i, out: out * math.nan)
+    images, labels = _batch()
+    result = train_step(segmenter, flow, images, labels, outliers=_settings(),
+                        randomness=step_randomness(0, 0), optimizers=optimizers,
+                        normalize=_normalize())
+    handle.remove()
+    assert result.skipped and math.isnan(result.loss)
+    # Weights untouched (BN running statistics aside: the forward pass did run).
+    params = _param_names(segmenter)
+    assert not set(_changed(seg_before, segmenter)) & params
+    assert not _changed(flow_before, flow)
+    assert all(p.grad is None for p in segmenter.parameters())
+    assert all(p.grad is None for p in flow.parameters())
+    assert not optimizers.segmenter.state and not optimizers.flow.state
+
+
+def test_the_step_randomness_is_a_function_of_seed_iteration_and_rank():
+    def draws(seed, iteration, rank):
+        r = step_randomness(seed, iteration, rank=rank)
+        return (draw_size(SIZES, generator=r.size), torch.rand(3, generator=r.position),
+                torch.rand(3, generator=r.tensor))
+
+    first, again = draws(0, 5, 0), draws(0, 5, 0)
+    assert first[0] == again[0]
+    assert torch.equal(first[1], again[1]) and torch.equal(first[2], again[2])
+    other_rank = draws(0, 5, 1)
+    assert other_rank[0] == first[0]  # every rank pastes the same size
+    assert not torch.equal(other_rank[1], first[1])
+    assert not torch.equal(draws(0, 6, 0)[2], first[2])
+    assert not torch.equal(draws(1, 5, 0)[2], first[2])
+
+
+def test_draw_size_covers_the_whole_set():
+    sizes = {draw_size(SIZES, generator=step_randomness(0, i).size) for i in range(60)}
+    assert sizes == set(SIZES)

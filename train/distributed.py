@@ -1,0 +1,117 @@
+"""Process-group set-up from torchrun's environment, and the collectives a step needs."""
+
+import dataclasses
+import os
+import warnings
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass
+class DistEnv:
+    """Where this process trains: its rank among `world_size` and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device('cpu')
+
+    @property
+    def distributed(self):
+        """Return whether a process group is in use."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        """Return whether this process writes files (rank 0 only)."""
+        return self.rank == 0
+
+
+def select_device(requested, *, local_rank=0):
+    """Map the config's device ('auto', 'cpu', 'cuda', 'cuda:N') to this process's device.
+
+    'auto' takes CUDA when present and otherwise warns that training on a CPU is slow.
+    Under torchrun every process uses GPU LOCAL_RANK unless a specific 'cuda:N' is given.
+    """
+    if requested == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda', local_rank)
+        warnings.warn('CUDA is not available: training on the CPU (slow; fine for the demo '
+                      'config and tests)', stacklevel=2)
+        return torch.device('cpu')
+    device = torch.device(requested)
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {requested!r} requested but CUDA is not available')
+        if device.index is None:
+            device = torch.device('cuda', local_rank)
+    return device
+
+
+def init_distributed(requested_device):
+    """Return the DistEnv of this process, joining torchrun's process group if there is one.
+
+    RANK / WORLD_SIZE / LOCAL_RANK come from torchrun; without them this is one process.
+    The backend is nccl on CUDA and gloo on the CPU.
+    """
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    rank = int(os.environ.get('RANK', '0'))
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    device = select_device(requested_device, local_rank=local_rank)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
+                                rank=rank, world_size=world_size)
+    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def shutdown(env):
+    """Leave the process group, if this process joined one."""
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class ProcessGroupSync:
+    """Cross-process agreement for train.step: finite losses and averaged flow gradients."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def all_true(self, flag):
+        """Return whether `flag` holds on every process (so all skip a step together)."""
+        value = torch.tensor([1.0 if flag else 0.0], device=self.env.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item() > 0.5)
+
+    def average_gradients(self, parameters):
+        """Average gradients over processes in one flat all-reduce (the flow is not DDP).
+
+        The flow runs twice per step (sample and NLL), which DDP's reducer does not allow;
+        its few parameters are cheap to reduce by hand.
+        """
+        parameters = [p for p in parameters if p.requires_grad]
+        for param in parameters:
+            # Every process must contribute the same flat layout, unused parameters included.
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+        grads = [p.grad for p in parameters]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.env.world_size
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
+    def broadcast_module(self, module):
+        """Copy rank 0's parameters and buffers into `module` on every process."""
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, src=0)
+
+    def barrier(self):
+        """Wait for every process."""
+        dist.barrier()

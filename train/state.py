@@ -1,0 +1,105 @@
+"""What a run keeps on disk: the resume file (everything) and the node's checkpoint (export).
+
+The resume file is a plain dict of tensors, numbers, strings, lists and dicts, so it loads
+with ``torch.load(weights_only=True)`` like every other checkpoint in this package; random
+generator states are stored as tensors and lists for that reason.
+"""
+
+import os
+import random
+import subprocess
+
+import numpy as np
+import torch
+
+from dense_ood_ros.checkpoint import (
+    Checkpoint, CheckpointError, read_payload, save_atomically, save_checkpoint)
+from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
+from dense_ood_ros.scores import DEFAULT_TEMPERATURES
+
+RESUME_FORMAT = 'dense_ood_ros.train_state'
+RESUME_VERSION = 1
+RESUME_FILE = 'resume.pt'
+MODEL_FILE = 'model.pt'
+
+
+def rng_states():
+    """Return the global generators' states (python, numpy, torch, cuda) as plain data."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        'python': {'version': version, 'state': list(internal), 'gauss': gauss},
+        'numpy': {'kind': kind, 'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': pos,
+                  'has_gauss': has_gauss, 'cached_gaussian': cached},
+        'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(states):
+    """Set the global generators from rng_states()'s output."""
+    python = states['python']
+    random.setstate((python['version'], tuple(python['state']), python['gauss']))
+    numpy = states['numpy']
+    np.random.set_state((numpy['kind'], numpy['keys'].numpy().astype(np.uint32), numpy['pos'],
+                         numpy['has_gauss'], numpy['cached_gaussian']))
+    torch.set_rng_state(states['torch'])
+    if states['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])
+
+
+def cpu_state_dict(module):
+    """Return a module's state dict with every tensor detached and on the CPU."""
+    return {key: value.detach().cpu() for key, value in module.state_dict().items()}
+
+
+def save_resume(path, payload):
+    """Write a resume payload atomically (a crash never leaves a half-written file)."""
+    save_atomically({'format': RESUME_FORMAT, 'format_version': RESUME_VERSION, **payload},
+                    path)
+
+
+def load_resume(path):
+    """Read a resume file written by save_resume; raise CheckpointError if it is not one."""
+    payload = read_payload(path)
+    if not isinstance(payload, dict) or payload.get('format') != RESUME_FORMAT:
+        raise CheckpointError(path, f'not a {RESUME_FORMAT} file; --resume needs the '
+                              f'{RESUME_FILE} a training run wrote')
+    if payload.get('format_version') != RESUME_VERSION:
+        raise CheckpointError(path, f'format version {payload.get("format_version")!r} is '
+                              f'not {RESUME_VERSION}')
+    return payload
+
+
+def git_commit():
+    """Return the repository's HEAD commit, or None outside a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        result = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
+                                text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
+
+
+def flow_config(config):
+    """Return RealNVP's constructor arguments stored with the exported flow."""
+    flow = config['flow']
+    return {'in_channels': 3, 'num_scales': flow['num_scales'],
+            'mid_channels': flow['mid_channels'], 'num_blocks': flow['num_blocks']}
+
+
+def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, iteration):
+    """Write the segmenter (and flow) in the node's format; return the Checkpoint."""
+    ckpt = Checkpoint(
+        arch=config['model']['arch'], num_classes=len(class_names),
+        state_dict=cpu_state_dict(segmenter), class_names=list(class_names),
+        palette=[list(c) for c in palette], mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+        input_short_edge=config['data']['short_edge'], default_score='msp',
+        temperatures=dict(DEFAULT_TEMPERATURES), threshold=float(config['export']['threshold']),
+        flow_state_dict=cpu_state_dict(flow) if flow is not None else None,
+        flow_config=flow_config(config) if flow is not None else None,
+        train={'config': config, 'iteration': iteration, 'git_commit': git_commit()})
+    save_checkpoint(path, ckpt)
+    return ckpt

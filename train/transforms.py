@@ -1,0 +1,96 @@
+"""Joint (image, label) transforms on numpy arrays, random draws from a passed generator.
+
+Every random transform takes a ``numpy.random.Generator`` per call instead of owning one,
+so that a sample's crop and flip are a pure function of the seed the sampler hands out
+with its index (see train.loader); that is what makes resumed runs repeat them exactly.
+"""
+
+import cv2
+import numpy as np
+
+from dense_ood_ros.labels import IGNORE_INDEX
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, image, label, rng):
+        """Return the transformed (image, label)."""
+        for transform in self.transforms:
+            image, label = transform(image, label, rng)
+        return image, label
+
+
+class ResizeShortEdge:
+    """Resize so the shorter side is `size`: image bilinear, label nearest."""
+
+    def __init__(self, size):
+        self.size = int(size)
+
+    def __call__(self, image, label, rng=None):
+        """Return the resized (image, label); the label keeps its ids (no interpolation)."""
+        height, width = image.shape[:2]
+        scale = self.size / min(height, width)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        if (new_h, new_w) == (height, width):
+            return image, label
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        label = cv2.resize(label, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+        return image, label
+
+
+class RandomCrop:
+    """Take a random `size` x `size` window; pad first (label with ignore) when too small."""
+
+    def __init__(self, size, *, image_fill=0, label_fill=IGNORE_INDEX):
+        self.size = int(size)
+        self.image_fill = image_fill
+        self.label_fill = label_fill
+
+    def __call__(self, image, label, rng):
+        """Return the cropped (image, label)."""
+        height, width = image.shape[:2]
+        pad_h, pad_w = max(self.size - height, 0), max(self.size - width, 0)
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                       value=(self.image_fill,) * 3)
+            label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                       value=self.label_fill)
+            height, width = image.shape[:2]
+        top = int(rng.integers(0, height - self.size + 1))
+        left = int(rng.integers(0, width - self.size + 1))
+        window = (slice(top, top + self.size), slice(left, left + self.size))
+        return image[window], label[window]
+
+
+class RandomHorizontalFlip:
+    """Mirror image and label left-right with probability `p`."""
+
+    def __init__(self, p=0.5):
+        self.p = float(p)
+
+    def __call__(self, image, label, rng):
+        """Return the (possibly) flipped (image, label)."""
+        if rng.random() < self.p:
+            return image[:, ::-1], label[:, ::-1]
+        return image, label
+
+
+def training_transform(*, short_edge, crop_size, hflip):
+    """Return the paper's training transform: resize short edge, random crop, flip."""
+    transforms = [ResizeShortEdge(short_edge), RandomCrop(crop_size)]
+    if hflip:
+        transforms.append(RandomHorizontalFlip())
+    return Compose(transforms)
+
+
+def check_pair(image, label):
+    """Raise ValueError unless image is (H, W, 3) uint8 and label (H, W) of the same size."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'expected an (H, W, 3) uint8 image, got {image.dtype} '
+                         f'{image.shape}')
+    if label.ndim != 2 or label.shape != image.shape[:2]:
+        raise ValueError(f'label shape {label.shape} does not match image {image.shape[:2]}')
