@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements.txt
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint bench clean
+.PHONY: venv test lint bench reproduce demo clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,13 @@ lint: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks import the package from the repository root.
+# Every benchmark, then one summary line each (figure, goal, verdict); GPU figures with CUDA.
 bench: venv
-	PYTHONPATH=. $(PY) benchmarks/pipeline_overhead.py
-	PYTHONPATH=. $(PY) benchmarks/metrics_speed.py
-	PYTHONPATH=. FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA $(PY) benchmarks/node_overhead.py
+	$(PY) benchmarks/run_all.py
+
+# Table 3 in miniature: three trainings on the synthetic world (about an hour on 2 CPU cores).
+reproduce: venv
+	$(PY) benchmarks/reproduce_table3.py
 
 clean:
 	rm -rf build install log .pytest_cache
