@@ -25,8 +25,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'dataset_to_bag = dense_ood_ros.tools.dataset_to_bag:main',
+            'eval_stream = dense_ood_ros.tools.eval_stream:main',
             'infer_image = dense_ood_ros.tools.infer_image:main',
             'perception_node = dense_ood_ros.node:main',
+            'play_bag = dense_ood_ros.tools.play_bag:main',
         ],
     },
 )

@@ -1,0 +1,156 @@
+"""Closed loop in real processes: play_bag -> perception_node -> eval_stream, scored exactly."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+import torch
+
+from dense_ood_ros.checkpoint import Checkpoint, save_checkpoint
+from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from dense_ood_ros.models import ldn121
+from dense_ood_ros.pipeline import DenseOODPipeline
+from dense_ood_ros.tools.dataset_to_bag import write_bag
+from ros_harness import NodeProcess, ros_environment, ROOT
+from train.data.lost_and_found import FishyscapesLF
+from train.data.synthetic import write_lf_layout
+from train.evaluate import evaluate
+
+pytestmark = pytest.mark.slow
+HEIGHT, WIDTH = 64, 128
+
+
+class ToolProcess:
+    """One of our console tools as `python -m` in its own process, its output collected."""
+
+    def __init__(self, module, *args):
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', f'dense_ood_ros.tools.{module}', *map(str, args)],
+            env=ros_environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        """Everything printed so far."""
+        return ''.join(self.lines)
+
+    def wait_for_line(self, text, timeout):
+        """Return whether a line containing `text` appeared within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.05)
+        return any(text in line for line in self.lines)
+
+    def wait(self, timeout):
+        """Wait for the exit code."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5.0)
+        return code
+
+    def kill(self):
+        """Stop the process if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10.0)
+
+
+@pytest.fixture(scope='module')
+def cityscapes_checkpoint(tmp_path_factory):
+    # The synthetic ground truth holds Cityscapes trainIds, so mIoU needs 19 classes.
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'cityscapes_tiny.pt'
+    save_checkpoint(path, Checkpoint(
+        arch='ldn121', num_classes=len(CITYSCAPES_CLASSES),
+        state_dict=ldn121(len(CITYSCAPES_CLASSES)).state_dict(),
+        class_names=list(CITYSCAPES_CLASSES), palette=[list(c) for c in CITYSCAPES_PALETTE],
+        input_short_edge=64, threshold=0.5))
+    return path
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    return write_lf_layout(tmp_path_factory.mktemp('world'), num_images=6, height=HEIGHT,
+                           width=WIDTH)
+
+
+@pytest.fixture(scope='module')
+def node(cityscapes_checkpoint):
+    with NodeProcess('-p', f'checkpoint:={cityscapes_checkpoint}', '-p', 'device:=cpu',
+                     '-r', 'image:=/camera/image_raw') as process:
+        yield process
+
+
+def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10):
+    """Run eval_stream, then play_bag once it is ready; return (report, eval output)."""
+    report_path = tmp_path / 'report.json'
+    evaluator = ToolProcess('eval_stream', '--bag', bag, '--json', report_path,
+                            '--timeout', timeout, '--start-timeout', 60,
+                            '--frames-dir', tmp_path / 'frames', '--frames', frames)
+    player = None
+    try:
+        assert evaluator.wait_for_line('eval_stream: ready', 60), evaluator.output
+        # Two subscribers on the camera topic: the node and the evaluator (which subscribes
+        # there only after it has found the node's outputs).
+        player = ToolProcess('play_bag', bag, '--rate', rate, '--wait-for-subscribers', 2,
+                             '--delay', 0.5)
+        assert player.wait(60) == 0, player.output
+        assert evaluator.wait(60) == 0, evaluator.output
+    finally:
+        evaluator.kill()
+        if player is not None:
+            player.kill()
+    assert 'play_bag: done' in player.output
+    return json.loads(report_path.read_text()), evaluator.output
+
+
+def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, cityscapes_checkpoint,
+                                                            tmp_path):
+    bag = tmp_path / 'bag'
+    samples = FishyscapesLF(world)
+    write_bag(samples, bag, fps=4, distro='jazzy', storage='mcap', progress=False)
+    report, output = _closed_loop(bag, tmp_path, rate=1.0, frames=2)
+
+    assert node.alive(), node.output
+    assert (report['frames_sent'], report['frames_processed'], report['frames_dropped']) == \
+        (len(samples), len(samples), 0), output
+    # The node's default operating point comes from the checkpoint: the same here.
+    pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
+    (row,) = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
+                      progress=False).rows
+    for key in ('ap', 'fpr95', 'auroc', 'miou'):
+        assert report[key] == pytest.approx(row[key], abs=1e-6), key
+    outliers = sum(int((s.ood == 1).sum()) for s in samples)
+    valid = sum(int((s.ood != 255).sum()) for s in samples)
+    assert report['anomaly_pixel_share'] == pytest.approx(outliers / valid)
+    assert report['latency_frames'] == len(samples)
+    assert 0 < report['latency_ms_p50'] <= report['latency_ms_p95'] < 10_000
+    assert len(report['frames_written']) == 2
+    for path in report['frames_written']:
+        assert cv2.imread(path).shape == (HEIGHT, 3 * WIDTH, 3)
+
+
+def test_burst_counts_every_frame_as_processed_or_dropped(node, world, tmp_path):
+    bag = tmp_path / 'burst'
+    # Twelve frames 1 ms apart: far faster than the node's forward pass, so it drops some.
+    frames = FishyscapesLF(world)
+    write_bag([frames[i % len(frames)] for i in range(12)], bag, fps=1000, progress=False)
+    report, output = _closed_loop(bag, tmp_path, rate=1.0, timeout=3)
+
+    assert node.alive(), node.output
+    assert report['frames_sent'] == 12
+    assert report['frames_processed'] + report['frames_dropped'] == 12
+    assert report['frames_processed'] >= 1 and report['frames_dropped'] >= 1, output
+    assert report['ap'] is not None
