@@ -173,7 +173,9 @@ def test_play_bag_refuses_a_topic_the_bag_lacks(synthetic_root, tmp_path):
 def test_play_bag_keeps_the_recorded_timing_scaled_by_rate_and_publishes_clock(
         synthetic_root, tmp_path):
     bag = tmp_path / 'bag'
-    assert _convert('synthetic', '--root', synthetic_root, '--out', bag, '--fps', 4) == 0
+    # Humble's sqlite3 storage here; the closed-loop test plays mcap.
+    assert _convert('synthetic', '--root', synthetic_root, '--out', bag, '--fps', 4,
+                    '--distro', 'humble') == 0
     client = Client('timing_client')
     arrivals = []
     try:
