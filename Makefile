@@ -22,6 +22,10 @@ lint: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The main job: demo checkpoint -> synthetic-world bag -> node -> stream evaluation -> demo_out/.
+demo: venv
+	$(PY) demo/run_demo.py
+
 # Every benchmark, then one summary line each (figure, goal, verdict); GPU figures with CUDA.
 bench: venv
 	$(PY) benchmarks/run_all.py

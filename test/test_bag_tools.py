@@ -16,6 +16,7 @@ from dense_ood_ros.metrics import ConfusionMatrix, ood_metrics
 from dense_ood_ros.tools import dataset_to_bag, eval_stream
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, OOD_TOPIC,
                                             open_bag, read_topics, SEMANTIC_TOPIC, stamp_to_ns)
+from dense_ood_ros.tools.frame_panels import anomaly_heatmap, OUTLINE_COLOR, score_range
 from dense_ood_ros.tools.stream_scoring import PackedLabel, StreamScorer, Truth
 from ros_harness import Client, ros_environment, ROOT, stamp_ns
 from test_datasets import _lost_and_found
@@ -256,3 +257,18 @@ def test_stream_scorer_refuses_outputs_of_the_wrong_size():
     scorer.add_output('semantic', 0, np.zeros((4, 6), np.uint8), 0.0)
     with pytest.raises(ValueError, match='anomaly score is 3x2 but its ground truth 6x4'):
         scorer.add_output('score', 0, np.zeros((2, 3), np.float32), 0.0)
+
+
+def test_heat_map_spreads_a_narrow_score_band_and_outlines_the_mask():
+    # MSP at T=10 lives just under 1 - 1/K; the run's range must still span the colour map.
+    score = np.full((20, 30), 0.90, np.float32)
+    score[5:10, 5:10] = 0.94
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:10] = 255
+    low, high = score_range([score])
+    assert low == pytest.approx(0.90) and high == pytest.approx(0.94)
+    heat = anomaly_heatmap(score, mask, (low, high))
+    cold, hot = heat[15, 20], heat[7, 7]
+    assert not np.array_equal(cold, hot)
+    # The outline is white on the mask's border and leaves the inside coloured.
+    assert tuple(heat[5, 5]) == OUTLINE_COLOR and tuple(hot) != OUTLINE_COLOR

@@ -31,7 +31,7 @@ from dense_ood_ros.image_codec import image_to_array, image_to_rgb
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.tools.bag_format import (IMAGE_TOPIC, OOD_TOPIC, open_bag, read_topics,
                                             SEMANTIC_TOPIC, stamp_to_ns)
-from dense_ood_ros.tools.frame_panels import frame_panel, write_panel
+from dense_ood_ros.tools.frame_panels import frame_panel, score_range, write_panel
 from dense_ood_ros.tools.stream_scoring import (PackedLabel, REQUIRED_SCORE, REQUIRED_SEMANTIC,
                                                 StreamScorer, Truth)
 from dense_ood_ros.visualize import palette_lut
@@ -148,10 +148,11 @@ def _write_frames(reader, scorer, frames_dir, image_topic_in_bag):
     written = []
     if not complete or not image_topic_in_bag:
         return written
+    value_range = score_range([outputs[REQUIRED_SCORE] for outputs in complete.values()])
     for _, stamp, msg in read_topics(reader, {IMAGE_TOPIC}, timestamps=set(complete)):
         outputs = complete[stamp]
         panel = frame_panel(image_to_rgb(msg), outputs[REQUIRED_SEMANTIC],
-                            outputs[REQUIRED_SCORE], outputs.get('mask'), lut)
+                            outputs[REQUIRED_SCORE], outputs.get('mask'), lut, value_range)
         path = frames_dir / f'frame_{order[stamp]:04d}.png'
         write_panel(path, panel)
         written.append(str(path))

@@ -8,14 +8,26 @@ from dense_ood_ros.visualize import colorize
 OUTLINE_COLOR = (255, 255, 255)
 
 
-def anomaly_heatmap(score, mask=None):
+def score_range(scores):
+    """Return (low, high) for colouring a run's score maps: their 1st and 99.9th percentiles.
+
+    A fixed scale hides everything at high temperature (MSP at T=10 lives in a narrow band
+    just under 1 - 1/K); one range for the whole run keeps frames comparable by colour.
+    """
+    values = np.concatenate([np.asarray(s, np.float32).ravel() for s in scores])
+    low, high = np.percentile(values, [1.0, 99.9])
+    return float(low), float(max(high, low + 1e-6))
+
+
+def anomaly_heatmap(score, mask=None, value_range=None):
     """Return an RGB turbo heat map of a score map, with the anomaly mask's outline in white.
 
-    Scores are shown on a fixed 0..1 scale (MSP's range), widened to the map's maximum for
-    scores beyond 1 (entropy), so frames of one run are comparable by colour.
+    `value_range` (low, high) maps to the colour map's ends (default: the map's own
+    score_range).
     """
-    scale = max(1.0, float(np.max(score)))
-    grey = np.clip(np.asarray(score, np.float32) / scale * 255.0, 0, 255).astype(np.uint8)
+    low, high = value_range or score_range([score])
+    grey = np.clip((np.asarray(score, np.float32) - low) / (high - low) * 255.0, 0,
+                   255).astype(np.uint8)
     heat = cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
     if mask is not None:
         contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8),
@@ -24,10 +36,10 @@ def anomaly_heatmap(score, mask=None):
     return heat
 
 
-def frame_panel(rgb, semantic, score, mask, lut):
+def frame_panel(rgb, semantic, score, mask, lut, value_range=None):
     """Return camera, palette-coloured semantic and heat map side by side (uint8 RGB)."""
     return np.hstack([np.asarray(rgb, np.uint8), colorize(semantic, lut),
-                      anomaly_heatmap(score, mask)])
+                      anomaly_heatmap(score, mask, value_range)])
 
 
 def write_panel(path, panel):
