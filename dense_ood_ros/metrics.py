@@ -1,4 +1,8 @@
-"""Exact anomaly-segmentation metrics (AP, FPR95, AUROC) and confusion-matrix mIoU in numpy."""
+"""Exact anomaly-segmentation metrics (AP, FPR95, AUROC) and confusion-matrix mIoU in numpy.
+
+open_set_metrics gives the image-wide metrics of the paper's Table 1 (TNR at TPR 95 %, AUROC,
+detection accuracy) in their own convention: in-distribution positive, scores confidences.
+"""
 
 import numpy as np
 
@@ -77,6 +81,26 @@ def _metrics_from_sorted(pos, neg):
     counted one half. Inliers are only ever counted by binary search into their sorted run.
     """
     n_pos, n_neg = pos.size, neg.size
+    starts, counts, tps, fps, neg_below, neg_at_or_below = _roc_groups(pos, neg)
+    # AP: step-wise sum of (recall increase) * precision over thresholds, as sklearn.
+    ap = float(np.sum(counts * (tps / (tps + fps))) / n_pos)
+    # Same float expression as sklearn's tpr = tps / tps[-1], so the >= test agrees exactly.
+    # The TPR falls with the threshold value, so reaching the target is a prefix of groups;
+    # scanning thresholds from high to low, the first one reaching it is the prefix's last.
+    reached = np.count_nonzero(tps / n_pos >= TPR_TARGET)
+    fpr95 = float(fps[reached - 1] / n_neg)
+    # float64 avoids int64 overflow for billions of pixels; 1e-16 relative error is harmless.
+    ranks = neg_below.astype(np.float64) + neg_at_or_below
+    auroc = float(np.dot(counts.astype(np.float64), ranks) / (2.0 * n_pos * n_neg))
+    return {'ap': ap, 'fpr95': fpr95, 'auroc': auroc}
+
+
+def _roc_groups(pos, neg):
+    """Return per distinct positive score: (first index, count, TP, FP, negatives below, at).
+
+    TP and FP count the scores >= that value; ``pos`` and ``neg`` are sorted ascending.
+    """
+    n_pos, n_neg = pos.size, neg.size
     _check_not_degenerate(n_pos, n_neg)
     _check_finite(pos)
     _check_finite(neg)
@@ -92,17 +116,7 @@ def _metrics_from_sorted(pos, neg):
     # Confusion counts at threshold "score >= value", in int64 (exact).
     tps = n_pos - starts
     fps = n_neg - neg_below
-    # AP: step-wise sum of (recall increase) * precision over thresholds, as sklearn.
-    ap = float(np.sum(counts * (tps / (tps + fps))) / n_pos)
-    # Same float expression as sklearn's tpr = tps / tps[-1], so the >= test agrees exactly.
-    # The TPR falls with the threshold value, so reaching the target is a prefix of groups;
-    # scanning thresholds from high to low, the first one reaching it is the prefix's last.
-    reached = np.count_nonzero(tps / n_pos >= TPR_TARGET)
-    fpr95 = float(fps[reached - 1] / n_neg)
-    # float64 avoids int64 overflow for billions of pixels; 1e-16 relative error is harmless.
-    ranks = neg_below.astype(np.float64) + neg_at_or_below
-    auroc = float(np.dot(counts.astype(np.float64), ranks) / (2.0 * n_pos * n_neg))
-    return {'ap': ap, 'fpr95': fpr95, 'auroc': auroc}
+    return starts, counts, tps, fps, neg_below, neg_at_or_below
 
 
 def ood_metrics(scores, labels, ignore_index=255):
@@ -125,6 +139,35 @@ def ood_metrics(scores, labels, ignore_index=255):
     pos.sort()
     neg.sort()
     return _metrics_from_sorted(pos, neg)
+
+
+def open_set_metrics(inlier_scores, outlier_scores):
+    """Return Table 1's {'tnr_at_tpr95', 'auroc', 'detection_accuracy'} (fractions).
+
+    Convention of Hendrycks & Gimpel 2017, Liang et al. 2018 (ODIN) and Lee et al. 2018, the
+    reverse of ood_metrics': in-distribution images are the positives and scores are
+    confidences, higher meaning more in-distribution (e.g. the max softmax probability).
+    With thresholds d on "score >= d", scanned over the distinct scores as sklearn's
+    ``roc_curve(y_true=in, y_score=score, drop_intermediate=False)`` lists them:
+
+    - tnr_at_tpr95: 1 - FPR at the first threshold, from high to low, whose TPR >= 0.95 (the
+      fraction of outliers rejected while 95 % of inliers are kept); equals 1 - fpr95 of
+      ood_metrics with the roles swapped.
+    - auroc: sklearn's ``roc_auc_score`` (ties count one half).
+    - detection_accuracy: max over d of 0.5 P_in(score >= d) + 0.5 P_out(score < d), that is
+      1 - min_d of Liang et al.'s detection error; the max over roc_curve's points of
+      0.5 * (tpr + 1 - fpr). Always at least 0.5 (accept or reject everything).
+    """
+    pos = np.sort(_as_scores(inlier_scores).ravel())
+    neg = np.sort(_as_scores(outlier_scores).ravel())
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError(f'open-set metrics need in-distribution and outlier scores, got '
+                         f'{pos.size} and {neg.size}')
+    ranking = _metrics_from_sorted(pos, neg)
+    _, _, tps, fps, _, _ = _roc_groups(pos, neg)
+    balanced = 0.5 * (tps / pos.size + 1.0 - fps / neg.size)
+    return {'tnr_at_tpr95': 1.0 - ranking['fpr95'], 'auroc': ranking['auroc'],
+            'detection_accuracy': float(max(0.5, balanced.max()))}
 
 
 def _images(scores, labels):
