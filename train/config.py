@@ -12,13 +12,21 @@ import os
 import yaml
 
 # Dataset names the training loop can read; 'synthetic' is the procedural street world.
+# 'cifar10' is the image-wide task's (task: classify) only dataset.
 DATASETS = ('synthetic', 'cityscapes', 'streethazards', 'vistas_np', 'fishyscapes_lf',
-            'lostandfound')
+            'lostandfound', 'cifar10')
+# 'dense': LDN-121 with pasted outlier patches (Algorithm 2); 'classify': VGG-13 on whole
+# 32x32 images with whole-image outliers (Algorithm 1, Table 1).
+TASKS = ('dense', 'classify')
+# The architecture each task trains.
+TASK_ARCHS = {'dense': 'ldn121', 'classify': 'vgg13_bn'}
+VGG_INPUT_SIDE = 32
 OUTLIER_MODES = ('rnvp', 'noise', 'none')
 AMP_MODES = ('off', 'bf16', 'fp16')
 
 # The paper's Cityscapes run (section 5.2); the files in config/ spell every key out anyway.
 DEFAULTS = {
+    'task': 'dense',
     'seed': 0,
     'device': 'auto',
     'amp': 'off',
@@ -68,6 +76,8 @@ DEFAULTS = {
         'lr_upsampling': 4.0e-4,
         'lr_min': 1.0e-7,
         'flow_lr': 1.0e-3,
+        # task: classify only (one Adam group for the whole classifier).
+        'lr_classifier': 2.0e-4,
     },
     'log': {
         'interval': 20,
@@ -172,6 +182,7 @@ def _synthetic_checks(prefix):
 
 # One checker per leaf of DEFAULTS; a test keeps the two in step.
 CHECKS = {
+    'task': _choice(TASKS),
     'seed': _int_at_least(0),
     'device': _device,
     'amp': _choice(AMP_MODES),
@@ -190,7 +201,7 @@ CHECKS = {
     'validation.max_images': _int_at_least(0),
     'validation.interval': _int_at_least(0),
     **_synthetic_checks('validation'),
-    'model.arch': _choice(('ldn121',)),
+    'model.arch': _choice(tuple(TASK_ARCHS.values())),
     'model.backbone_weights': _string(nullable=True),
     'model.checkpointing': _boolean,
     'flow.num_scales': _int_at_least(1),
@@ -211,6 +222,7 @@ CHECKS = {
     'optim.lr_upsampling': _positive_number,
     'optim.lr_min': _non_negative_number,
     'optim.flow_lr': _positive_number,
+    'optim.lr_classifier': _positive_number,
     'log.interval': _int_at_least(1),
     'log.sample_interval': _int_at_least(0),
     'log.checkpoint_interval': _int_at_least(0),
@@ -341,12 +353,39 @@ def validate(config, *, where='config'):
             raise ConfigError(
                 f"{where}: config keys 'outliers.size_min/size_max/size_step' give sizes "
                 f'{bad} that are not multiples of 2 ** flow.num_scales = {divisor}')
+    _validate_task(config, where)
     for section in ('data', 'validation'):
         name = config[section]['dataset']
         if name not in (None, 'synthetic') and not config[section]['root']:
             raise ConfigError(f"{where}: config key '{section}.root' must name the directory "
                               f'of the {name!r} dataset')
     return config
+
+
+def _validate_task(config, where):
+    task = config['task']
+    arch = TASK_ARCHS[task]
+    if config['model']['arch'] != arch:
+        raise ConfigError(f"{where}: config key 'model.arch' must be {arch!r} for task "
+                          f"{task!r}, got {config['model']['arch']!r}")
+    for section in ('data', 'validation'):
+        name = config[section]['dataset']
+        if name is not None and (name == 'cifar10') != (task == 'classify'):
+            wanted = "'cifar10'" if task == 'classify' else 'a segmentation dataset'
+            raise ConfigError(f"{where}: config key '{section}.dataset' must be {wanted} for "
+                              f'task {task!r}, got {name!r}')
+    data = config['data']
+    if task == 'classify' and not data['crop_size'] == data['short_edge'] == VGG_INPUT_SIDE:
+        raise ConfigError(f"{where}: config keys 'data.crop_size' and 'data.short_edge' must be "
+                          f"{VGG_INPUT_SIDE} for task 'classify' (VGG-13's input side), got "
+                          f"{data['crop_size']} and {data['short_edge']}")
+    if task == 'classify' and config['outliers']['mode'] != 'none':
+        # Algorithm 1 replaces whole images: the outlier side is the image side.
+        crop = config['data']['crop_size']
+        if outlier_sizes(config) != [crop]:
+            raise ConfigError(
+                f"{where}: config keys 'outliers.size_min/size_max' must both equal "
+                f"'data.crop_size' ({crop}) for task 'classify': outliers are whole images")
 
 
 def resolve(raw, *, overrides=(), where='config'):

@@ -1,6 +1,7 @@
 """python -m train.joint: joint training of LDN-121 and RealNVP (Algorithm 2 of the paper).
 
-Usage, from the repository root::
+With ``task: classify`` in the config the same loop trains VGG-13 and RealNVP on CIFAR-10
+(Algorithm 1, train.classify). Usage, from the repository root::
 
     python -m train.joint --config config/train_cityscapes.yaml [--set key=value ...]
         [--out DIR] [--resume] [--report-memory] [--stop-after ITERATION]
@@ -29,7 +30,7 @@ from dense_ood_ros.checkpoint import CheckpointError
 from dense_ood_ros.labels import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.models import RealNVP, build_segmenter
 from train import state
-from train.config import ConfigError, config_differences, load_config
+from train.config import DEFAULTS, ConfigError, config_differences, load_config, merge
 from train.data.world import label_space, training_dataset, validation_dataset
 from train.distributed import DistEnv, ProcessGroupSync, init_distributed, select_device
 from train.distributed import shutdown
@@ -74,17 +75,20 @@ def build_flow_from_config(config):
     return RealNVP(**state.flow_config(config), checkpointing=config['flow']['checkpointing'])
 
 
-def build_optimizers(config, segmenter, flow, *, device):
+def build_optimizers(config, segmenter, flow, *, device, param_groups=None):
     """Return (Optimizers, cosine scheduler) as in the paper's section 5.2.
 
-    Adam at lr_backbone for DenseNet-121 and lr_upsampling for the rest, cosine-annealed
-    to lr_min over the run; the flow gets Adam with its defaults (lr 1e-3) and no schedule.
+    Adam at lr_backbone for DenseNet-121 and lr_upsampling for the rest (or the given
+    `param_groups`), cosine-annealed to lr_min over the run; the flow gets Adam with its
+    defaults (lr 1e-3) and no schedule.
     """
     optim = config['optim']
-    segmenter_opt = torch.optim.Adam([
-        {'params': segmenter.backbone_parameters(), 'lr': optim['lr_backbone']},
-        {'params': segmenter.upsampling_parameters(), 'lr': optim['lr_upsampling']},
-    ])
+    if param_groups is None:
+        param_groups = [
+            {'params': segmenter.backbone_parameters(), 'lr': optim['lr_backbone']},
+            {'params': segmenter.upsampling_parameters(), 'lr': optim['lr_upsampling']},
+        ]
+    segmenter_opt = torch.optim.Adam(param_groups)
     flow_opt = (torch.optim.Adam(flow.parameters(), lr=optim['flow_lr'])
                 if flow is not None else None)
     scaler = None
@@ -144,7 +148,17 @@ class JointTrainer:
 
     `run()` trains from `iteration` to the config's iteration count (or `stop_after`),
     writing files on rank 0 only; `load_resume()` restores a resume file completely.
+    The task-specific parts are the methods and attributes train.classify overrides:
+    datasets, model, optimizer groups, loader, step, validation and what they log.
     """
+
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    scalar_columns = SCALAR_COLUMNS
+    # Names of the discriminative model's optimizer groups in the log, and the one shown live.
+    lr_names = ('lr_backbone', 'lr_upsampling')
+    progress_lr = 'lr_upsampling'
+    # Makes the loader's keyed dataset; None is train.loader's TransformedSamples.
+    sample_wrapper = None
 
     def __init__(self, config, *, out_dir, env=None):
         self.config = config
@@ -153,19 +167,19 @@ class JointTrainer:
         self.device = self.env.device
         _set_determinism(config, self.device)
         torch.manual_seed(config['seed'])
-        self.train_set = training_dataset(config)
+        self.train_set, self.val_set = self._build_datasets()
         self.class_names, self.palette = label_space(self.train_set)
-        self.val_set = validation_dataset(config) if self.env.is_main else None
         self.outliers = OutlierSettings.from_config(config)
-        self.segmenter = build_segmenter_from_config(config, len(self.class_names))
+        self.segmenter = self._build_model(len(self.class_names))
         self.segmenter.to(self.device).train()
         self.flow = build_flow_from_config(config)
         if self.flow is not None:
             self.flow.to(self.device).train()
-        self.optimizers, self.scheduler = build_optimizers(config, self.segmenter, self.flow,
-                                                           device=self.device)
+        self.optimizers, self.scheduler = build_optimizers(
+            config, self.segmenter, self.flow, device=self.device,
+            param_groups=self._param_groups())
         self.amp = _amp_for(config, self.device)
-        self.normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device=self.device)
+        self.normalize = Normalizer(self.mean, self.std, device=self.device)
         if self.env.distributed:
             self.sync = ProcessGroupSync(self.env)
             if self.flow is not None:
@@ -179,6 +193,52 @@ class JointTrainer:
         self.skipped_steps = 0
         self.consecutive_skips = 0
         self.last_validation = None
+
+    # -- task hooks -------------------------------------------------------------------------
+
+    def _build_datasets(self):
+        """Return (training set, validation set or None); validation on rank 0 only."""
+        train_set = training_dataset(self.config)
+        val_set = validation_dataset(self.config) if self.env.is_main else None
+        return train_set, val_set
+
+    def _build_model(self, num_classes):
+        """Return the discriminative model (LDN-121 here)."""
+        return build_segmenter_from_config(self.config, num_classes)
+
+    def _param_groups(self):
+        """Return its optimizer groups, or None for build_optimizers' LDN split."""
+        return None
+
+    def _training_transform(self):
+        """Return the random training transform (resize short edge, crop, flip)."""
+        data = self.config['data']
+        return training_transform(short_edge=data['short_edge'], crop_size=data['crop_size'],
+                                  hflip=data['hflip'])
+
+    def _training_loader(self, stop):
+        """Return the loader of iterations [iteration, stop) of this rank."""
+        config = self.config
+        return training_loader(
+            self.train_set, self._training_transform(),
+            batch_size=config['optim']['batch_size'], seed=config['seed'],
+            start=self.iteration, end=stop, rank=self.env.rank,
+            world_size=self.env.world_size, num_workers=config['data']['num_workers'],
+            pin_memory=self.device.type == 'cuda', wrapper=self.sample_wrapper)
+
+    def _validation_metrics(self):
+        """Return the validation metrics of the segmenter on the validation set."""
+        return evaluate(self.segmenter, self.val_set, class_names=self.class_names,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                        input_short_edge=self.config['data']['short_edge'],
+                        device=self.device)
+
+    def _step(self, images, labels, randomness):
+        """Run one update of both models; return the StepResult."""
+        return train_step(self.model, self.flow, images, labels, outliers=self.outliers,
+                          randomness=randomness, optimizers=self.optimizers,
+                          normalize=self.normalize, amp=self.amp, sync=self.sync,
+                          ignore_index=IGNORE_INDEX)
 
     # -- resume -----------------------------------------------------------------------------
 
@@ -206,7 +266,9 @@ class JointTrainer:
     def load_resume(self, path):
         """Restore models, optimizers, scheduler, scaler, RNGs and counters from `path`."""
         payload = state.load_resume(path)
-        changed = [k for k in config_differences(payload['config'], self.config)
+        # Keys added since the file was written take their defaults (e.g. task: dense).
+        saved = merge(DEFAULTS, payload['config'], where=os.fspath(path))
+        changed = [k for k in config_differences(saved, self.config)
                    if not k.startswith(RESUMABLE_CHANGES)]
         if changed:
             raise ConfigError(f'{path}: the config differs from the one this run started with '
@@ -242,7 +304,8 @@ class JointTrainer:
         if self.env.is_main:
             state.export_checkpoint(path, config=self.config, segmenter=self.segmenter,
                                     flow=self.flow, class_names=self.class_names,
-                                    palette=self.palette, iteration=self.iteration)
+                                    palette=self.palette, iteration=self.iteration,
+                                    mean=self.mean, std=self.std)
         return path
 
     def _write_config(self):
@@ -263,10 +326,7 @@ class JointTrainer:
         """Return validation metrics (rank 0; other ranks wait) or None without a val set."""
         metrics = None
         if self.env.is_main and self.val_set is not None:
-            metrics = evaluate(self.segmenter, self.val_set, class_names=self.class_names,
-                               mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                               input_short_edge=self.config['data']['short_edge'],
-                               device=self.device)
+            metrics = self._validation_metrics()
             self.last_validation = metrics
         if self.env.distributed:
             self.sync.barrier()
@@ -292,8 +352,8 @@ class JointTrainer:
 
     def _learning_rates(self):
         groups = self.optimizers.segmenter.param_groups
-        rates = {'lr_backbone': groups[0]['lr'], 'lr_upsampling': groups[1]['lr'],
-                 'lr_flow': math.nan}
+        rates = {name: group['lr'] for name, group in zip(self.lr_names, groups)}
+        rates['lr_flow'] = math.nan
         if self.optimizers.flow is not None:
             rates['lr_flow'] = self.optimizers.flow.param_groups[0]['lr']
         return rates
@@ -321,16 +381,9 @@ class JointTrainer:
         logger = None
         if main:
             self._write_config()
-            logger = ScalarLogger(self.out_dir, SCALAR_COLUMNS,
+            logger = ScalarLogger(self.out_dir, self.scalar_columns,
                                   tensorboard=config['log']['tensorboard'])
-        loader = training_loader(
-            self.train_set, training_transform(short_edge=config['data']['short_edge'],
-                                               crop_size=config['data']['crop_size'],
-                                               hflip=config['data']['hflip']),
-            batch_size=config['optim']['batch_size'], seed=config['seed'],
-            start=self.iteration, end=stop, rank=self.env.rank,
-            world_size=self.env.world_size, num_workers=config['data']['num_workers'],
-            pin_memory=self.device.type == 'cuda')
+        loader = self._training_loader(stop)
         bar = tqdm(total=end, initial=self.iteration, disable=not main, dynamic_ncols=True,
                    desc='train', unit='it')
         window = _Window()
@@ -355,10 +408,7 @@ class JointTrainer:
         images, labels = to_device(batch, self.device)
         randomness = step_randomness(self.config['seed'], self.iteration, rank=self.env.rank,
                                      device=self.device)
-        result = train_step(self.model, self.flow, images, labels, outliers=self.outliers,
-                            randomness=randomness, optimizers=self.optimizers,
-                            normalize=self.normalize, amp=self.amp, sync=self.sync,
-                            ignore_index=IGNORE_INDEX)
+        result = self._step(images, labels, randomness)
         self.iteration += 1
         # The schedule follows iterations, skipped ones included (their batch was consumed).
         self.scheduler.step()
@@ -373,7 +423,7 @@ class JointTrainer:
                 'CE': f'{means.get("ce", math.nan):.3f}',
                 'KL': f'{means.get("kl", math.nan):.3f}',
                 'NLL': f'{means.get("nll", math.nan):.3f}',
-                'lr': f'{self._learning_rates()["lr_upsampling"]:.2e}',
+                'lr': f'{self._learning_rates()[self.progress_lr]:.2e}',
                 'mem': f'{current_memory_mb(self.device):.0f}MB'}, refresh=False)
         if logger is not None and self._due(log['interval']):
             logger.log(self.iteration, {
@@ -403,7 +453,8 @@ def parse_args(argv=None):
     """Parse the command line."""
     parser = argparse.ArgumentParser(
         prog='python -m train.joint',
-        description='Jointly train LDN-121 and RealNVP synthetic outliers (Algorithm 2).')
+        description='Jointly train LDN-121 and RealNVP synthetic outliers (Algorithm 2), or '
+                    'VGG-13 and RealNVP on CIFAR-10 with task: classify (Algorithm 1).')
     parser.add_argument('--config', required=True, help='YAML training config')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE',
@@ -416,6 +467,16 @@ def parse_args(argv=None):
     parser.add_argument('--stop-after', type=int, metavar='ITERATION',
                         help='stop (writing resume.pt) once this iteration is reached')
     return parser, parser.parse_args(argv)
+
+
+def trainer_class(config):
+    """Return the trainer of the config's task: JointTrainer or train.classify's."""
+    if config['task'] == 'classify':
+        # Imported here: train.classify builds on this module.
+        from train.classify import ClassifyTrainer
+
+        return ClassifyTrainer
+    return JointTrainer
 
 
 def default_out_dir(config_path):
@@ -435,7 +496,7 @@ def main(argv=None):
     try:
         try:
             # Dataset readers report a missing root or an empty split as OSError/ValueError.
-            trainer = JointTrainer(config, out_dir=out_dir, env=env)
+            trainer = trainer_class(config)(config, out_dir=out_dir, env=env)
         except (OSError, ValueError) as error:
             raise TrainingError(f'cannot set up training: {error}') from error
         if args.resume:

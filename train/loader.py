@@ -77,12 +77,17 @@ class TransformedSamples(Dataset):
 
 
 def training_loader(dataset, transform, *, batch_size, seed, start, end, rank=0, world_size=1,
-                    num_workers=0, pin_memory=False):
-    """Return a DataLoader over iterations [start, end) of a rank's batches."""
+                    num_workers=0, pin_memory=False, wrapper=None):
+    """Return a DataLoader over iterations [start, end) of a rank's batches.
+
+    `wrapper(dataset, transform)` makes the keyed dataset (default TransformedSamples, the
+    dense task's; train.classify passes its own for (image, class id) pairs).
+    """
+    wrapper = wrapper or TransformedSamples
     batch_sampler = ResumableBatchSampler(len(dataset), batch_size=batch_size, seed=seed,
                                           start=start, end=end, rank=rank,
                                           world_size=world_size)
-    return DataLoader(TransformedSamples(dataset, transform), batch_sampler=batch_sampler,
+    return DataLoader(wrapper(dataset, transform), batch_sampler=batch_sampler,
                       num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False)
 

@@ -90,12 +90,17 @@ def flow_config(config):
             'mid_channels': flow['mid_channels'], 'num_blocks': flow['num_blocks']}
 
 
-def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, iteration):
-    """Write the segmenter (and flow) in the node's format; return the Checkpoint."""
+def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, iteration,
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Write the segmenter (and flow) in the node's format; return the Checkpoint.
+
+    The task 'classify' writes its classifier the same way (arch 'vgg13_bn', CIFAR-10's
+    `mean` and `std`); the node refuses that architecture, train.evaluate reads it.
+    """
     ckpt = Checkpoint(
         arch=config['model']['arch'], num_classes=len(class_names),
         state_dict=cpu_state_dict(segmenter), class_names=list(class_names),
-        palette=[list(c) for c in palette], mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+        palette=[list(c) for c in palette], mean=list(mean), std=list(std),
         input_short_edge=config['data']['short_edge'], default_score='msp',
         temperatures=dict(DEFAULT_TEMPERATURES), threshold=float(config['export']['threshold']),
         flow_state_dict=cpu_state_dict(flow) if flow is not None else None,

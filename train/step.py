@@ -1,4 +1,7 @@
-"""One step of Algorithm 2: paste outliers, compute Lseg and the flow's NLL, update both."""
+"""One step of Algorithm 2: paste outliers, compute Lseg and the flow's NLL, update both.
+
+The update after the forward pass (apply_losses) also serves Algorithm 1 (train.classify_step).
+"""
 
 import contextlib
 import dataclasses
@@ -174,11 +177,21 @@ def train_step(segmenter, flow, images, labels, *, outliers, randomness, optimiz
     unscale both optimizers so no AMP loss scale survives on either model's gradients,
     then step both and update the scaler once.
     """
-    sync = sync or LocalSync()
     optimizers.zero_grad()
     losses = compute_losses(segmenter, flow, images, labels, outliers=outliers,
                             randomness=randomness, normalize=normalize, amp=amp,
                             ignore_index=ignore_index)
+    return apply_losses(losses, flow=flow, optimizers=optimizers, sync=sync)
+
+
+def apply_losses(losses, *, flow, optimizers, sync=None):
+    """Back-propagate a step's Losses and step both optimizers; return a StepResult.
+
+    The part of a joint update after the forward pass, shared by both tasks (train_step here,
+    train.classify_step for Algorithm 1); gradients must have been cleared before the
+    forward pass.
+    """
+    sync = sync or LocalSync()
     total = losses.total
     values = [total.detach(), losses.seg.ce, losses.seg.kl]
     if losses.nll is not None:
