@@ -1,5 +1,8 @@
 """python -m train.evaluate: the paper's tables (mIoU, AP, FPR95, AUROC) for a checkpoint.
 
+``--task classify`` evaluates a CIFAR-10 classifier instead (Table 1, train.evaluate_classify);
+the default ``--task dense`` is what follows.
+
 Inference is the node's: DenseOODPipeline resizes to the checkpoint's short edge, runs one
 forward pass per image and maps every score back to the label resolution, so the figures
 here are the figures of what the node publishes.
@@ -33,6 +36,7 @@ DATASETS = {
     'synthetic': ('fishyscapes_lf', 'test'),
 }
 PER_IMAGE_DATASETS = ('streethazards',)
+TASKS = ('dense', 'classify')
 
 
 @dataclasses.dataclass
@@ -128,6 +132,9 @@ def parse_args(argv):
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog='python -m train.evaluate',
                                      description=__doc__.splitlines()[0])
+    parser.add_argument('--task', choices=TASKS, default='dense',
+                        help='classify: Table 1 for a CIFAR-10 classifier (see --task '
+                             'classify --help)')
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
     parser.add_argument('--root', required=True, help='dataset root directory')
@@ -151,7 +158,15 @@ def main(argv=None):
     """Entry point of `python -m train.evaluate`."""
     from train.data.registry import build_dataset
 
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    task_parser = argparse.ArgumentParser(add_help=False)
+    task_parser.add_argument('--task', choices=TASKS, default='dense')
+    task, rest = task_parser.parse_known_args(argv)
+    if task.task == 'classify':
+        from train.evaluate_classify import main as classify_main
+
+        return classify_main(rest)
+    args = parse_args(argv)
     scores = SCORES if args.score == 'both' else (args.score,)
     try:
         settings = settings_from_args(scores, args.temperature)
