@@ -20,7 +20,7 @@ from dense_ood_ros.tools.frame_panels import anomaly_heatmap, OUTLINE_COLOR, sco
 from dense_ood_ros.tools.stream_scoring import PackedLabel, StreamScorer, Truth
 from ros_harness import Client, ros_environment, ROOT, stamp_ns
 from test_datasets import _lost_and_found
-from train.data.lost_and_found import FishyscapesLF, LostAndFound
+from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
 from train.data.synthetic import write_lf_layout
 
 FRAMES, HEIGHT, WIDTH = 3, 32, 64

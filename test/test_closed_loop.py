@@ -16,7 +16,7 @@ from dense_ood_ros.models import ldn121
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.tools.dataset_to_bag import write_bag
 from ros_harness import NodeProcess, ros_environment, ROOT
-from train.data.lost_and_found import FishyscapesLF
+from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
 from train.evaluate import evaluate
 

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data import cityscapes, lost_and_found, streethazards, vistas_np
+from dense_ood_ros.datasets import lost_and_found
+from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
+from dense_ood_ros.datasets.sample import read_image, read_label, read_rgb, require_dirs
+from train.data import cityscapes, streethazards, vistas_np
 from train.data.cityscapes import CityscapesDataset
-from train.data.lost_and_found import FishyscapesLF, LostAndFound
 from train.data.registry import DATASETS, build_dataset
-from train.data.sample import read_image, read_label, read_rgb, require_dirs
 from train.data.streethazards import StreetHazardsDataset
 from train.data.vistas_np import VISTAS_CLASSES, VistasNPDataset
 

@@ -12,7 +12,7 @@ from dense_ood_ros.metrics import PerImageOODAccumulator
 from dense_ood_ros.models import ldn121
 from dense_ood_ros.pipeline import DenseOODPipeline
 from train.data.registry import build_dataset
-from train.data.sample import Sample
+from dense_ood_ros.datasets.sample import Sample
 from train.data.synthetic import write_lf_layout
 from train.evaluate import evaluate, format_table, main, settings_from_args
 

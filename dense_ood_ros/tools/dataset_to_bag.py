@@ -22,16 +22,17 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
+from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, CAMERA_QOS,
                                             DISTROS, IMAGE_TOPIC, IMAGE_TYPE, OOD_TOPIC,
                                             SEMANTIC_TOPIC, STORAGES, typestore_for)
 
-# Dataset name -> (reader in train.data.registry, split). 'synthetic' is the street world
-# written by `python -m train.data.synthetic`, which uses the Fishyscapes L&F layout.
+# Dataset name -> (reader, split). 'synthetic' is the street world written by
+# `python -m train.data.synthetic`, which uses the Fishyscapes L&F layout.
 DATASET_READERS = {
-    'fishyscapes_lf': ('fishyscapes_lf', 'test'),
-    'lostandfound': ('lostandfound', 'test'),
-    'synthetic': ('fishyscapes_lf', 'test'),
+    'fishyscapes_lf': (FishyscapesLF, 'test'),
+    'lostandfound': (LostAndFound, 'test'),
+    'synthetic': (FishyscapesLF, 'test'),
 }
 DATASETS = tuple(DATASET_READERS) + ('folder',)
 FOLDER_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
@@ -83,15 +84,8 @@ def load_dataset(name, root, *, limit=None):
         return ImageFolder(root, limit=limit)
     if name not in DATASET_READERS:
         raise ValueError(f'unknown dataset {name!r}; known: {", ".join(DATASETS)}')
-    try:
-        from train.data.registry import build_dataset
-    except ModuleNotFoundError as error:
-        if error.name != 'train' and not str(error.name).startswith('train.'):
-            raise
-        raise RuntimeError(f'dataset {name!r} is read by train.data, which is not installed: '
-                           f'run from the repository root (or put it on PYTHONPATH)') from None
     reader, split = DATASET_READERS[name]
-    return build_dataset(reader, root, split, limit=limit)
+    return reader(root, split, limit=limit)
 
 
 def _header(types, stamp_ns, frame_id):

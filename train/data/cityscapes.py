@@ -16,8 +16,9 @@ installed package id by id. ``Sample.semantic`` holds trainIds, ``Sample.ood`` i
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from train.data.sample import (FileDataset, IGNORE, Sample, apply_limit, check_same_size,
-                               natural_key, pair_files, read_label, read_rgb, require_dirs)
+from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, Sample, apply_limit,
+                                           check_same_size, natural_key, pair_files, read_label,
+                                           read_rgb, require_dirs)
 
 DATASET = 'Cityscapes'
 SPLITS = ('train', 'val', 'test')

@@ -12,7 +12,7 @@ import os
 import cv2
 import numpy as np
 
-from train.data.sample import read_rgb
+from dense_ood_ros.datasets.sample import read_rgb
 
 SVHN_FILE = 'test_32x32.mat'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.webp')

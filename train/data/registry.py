@@ -1,13 +1,13 @@
 """Dataset readers by name, so configs can say ``dataset: streethazards``."""
 
 from train.data.cityscapes import CityscapesDataset
-from train.data.lost_and_found import FishyscapesLF, LostAndFound
+from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
 from train.data.streethazards import StreetHazardsDataset
 from train.data.vistas_np import VistasNPDataset
 
-# Every value is called as ``reader(root, split, **kwargs)`` and returns a map-style dataset of
-# train.data.sample.Sample. To add a reader (e.g. 'synthetic'), give it that signature (or wrap
-# it in a function that has it) and add one entry here.
+# Every value is called as ``reader(root, split, **kwargs)`` and returns a map-style dataset
+# of dense_ood_ros.datasets.sample.Sample. To add a reader, give it that signature (or wrap it
+# in a function that has it) and add one entry here.
 DATASETS = {
     'cityscapes': CityscapesDataset,
     'streethazards': StreetHazardsDataset,

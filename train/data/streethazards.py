@@ -31,9 +31,9 @@ own code.
 
 import numpy as np
 
-from train.data.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID, apply_limit,
-                               check_same_size, natural_key, pair_files, read_label, read_rgb,
-                               require_dirs)
+from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID,
+                                           apply_limit, check_same_size, natural_key, pair_files,
+                                           read_label, read_rgb, require_dirs)
 
 DATASET = 'StreetHazards'
 CLASS_NAMES = ('unlabeled', 'building', 'fence', 'other', 'pedestrian', 'pole', 'road line',

@@ -41,9 +41,9 @@ import pathlib
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from train.data.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID, apply_limit,
-                               check_same_size, natural_key, pair_files, read_image, read_rgb,
-                               require_dirs)
+from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID,
+                                           apply_limit, check_same_size, natural_key, pair_files,
+                                           read_image, read_rgb, require_dirs)
 
 DATASET = 'Vistas-NP'
 SPLITS = ('training', 'validation', 'test')

@@ -5,7 +5,7 @@ it, adapts its Scenes to Samples and hands every other name to ``build_dataset``
 """
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from train.data.sample import Sample
+from dense_ood_ros.datasets.sample import Sample
 from train.data.synthetic import SyntheticStreetWorld
 
 
@@ -75,8 +75,8 @@ def validation_dataset(config):
 def label_space(dataset):
     """Return (class_names, palette) of a dataset: its own lists, else Cityscapes trainIds.
 
-    Readers follow train.data.sample's convention: Cityscapes trainIds unless the reader
-    documents its own class list as ``class_names`` (and ``palette``) attributes.
+    Readers follow dense_ood_ros.datasets.sample's convention: Cityscapes trainIds unless the
+    reader documents its own class list as ``class_names`` (and ``palette``) attributes.
     """
     names = list(getattr(dataset, 'class_names', CITYSCAPES_CLASSES))
     palette = getattr(dataset, 'palette', None)

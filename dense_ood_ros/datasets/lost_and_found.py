@@ -41,9 +41,9 @@ import re
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from train.data.sample import (FileDataset, INLIER, OUTLIER, Sample, VOID, apply_limit,
-                               check_same_size, natural_key, pair_files, read_label, read_rgb,
-                               require_dirs)
+from dense_ood_ros.datasets.sample import (FileDataset, INLIER, OUTLIER, Sample, VOID, apply_limit,
+                                           check_same_size, natural_key, pair_files, read_label,
+                                           read_rgb, require_dirs)
 
 FS_DATASET = 'Fishyscapes Lost & Found'
 LAF_DATASET = 'Lost & Found'
