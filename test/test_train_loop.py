@@ -185,6 +185,10 @@ def test_the_exported_checkpoint_runs_in_the_nodes_pipeline(cli_run):
     assert ckpt.temperatures == {'msp': 10.0, 'entropy': 2.0}
     assert ckpt.train['iteration'] == 2 and ckpt.train['config']['optim']['iterations'] == 2
     assert 'git_commit' in ckpt.train
+    # The exact command, so the checkpoint says how to make it again.
+    assert ckpt.train['command'] == (
+        f'python -m train.joint --config {out.parent / "tiny.yaml"} --out {out} '
+        '--set optim.iterations=2 --set log.sample_interval=1 --report-memory')
     assert ckpt.flow_config == {'in_channels': 3, 'num_scales': 2, 'mid_channels': 4,
                                 'num_blocks': 1}
     flow = build_flow_from_checkpoint(ckpt)

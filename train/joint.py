@@ -17,6 +17,7 @@ tensorboard is installed. Only rank 0 writes.
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -189,6 +190,8 @@ class JointTrainer:
         else:
             self.sync = LocalSync()
             self.model = self.segmenter
+        # The command line that started the run (set by main), recorded in model.pt.
+        self.command = None
         self.iteration = 0
         self.skipped_steps = 0
         self.consecutive_skips = 0
@@ -305,7 +308,7 @@ class JointTrainer:
             state.export_checkpoint(path, config=self.config, segmenter=self.segmenter,
                                     flow=self.flow, class_names=self.class_names,
                                     palette=self.palette, iteration=self.iteration,
-                                    mean=self.mean, std=self.std)
+                                    mean=self.mean, std=self.std, command=self.command)
         return path
 
     def _write_config(self):
@@ -484,6 +487,11 @@ def default_out_dir(config_path):
     return os.path.join('runs', os.path.splitext(os.path.basename(config_path))[0])
 
 
+def command_line(argv):
+    """Return the command that was run, as a user would type it again."""
+    return ' '.join(['python -m train.joint', *map(shlex.quote, argv)])
+
+
 def main(argv=None):
     """Run training from the command line; return the exit status."""
     parser, args = parse_args(argv)
@@ -499,6 +507,7 @@ def main(argv=None):
             trainer = trainer_class(config)(config, out_dir=out_dir, env=env)
         except (OSError, ValueError) as error:
             raise TrainingError(f'cannot set up training: {error}') from error
+        trainer.command = command_line(sys.argv[1:] if argv is None else argv)
         if args.resume:
             trainer.load_resume(os.path.join(out_dir, state.RESUME_FILE))
         trainer.run(stop_after=args.stop_after)

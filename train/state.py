@@ -91,8 +91,11 @@ def flow_config(config):
 
 
 def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, iteration,
-                      mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD, command=None):
     """Write the segmenter (and flow) in the node's format; return the Checkpoint.
+
+    `command` is the training command line, recorded beside the config and git commit so a
+    checkpoint says how to make it again.
 
     The task 'classify' writes its classifier the same way (arch 'vgg13_bn', CIFAR-10's
     `mean` and `std`); the node refuses that architecture, train.evaluate reads it.
@@ -105,6 +108,7 @@ def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, it
         temperatures=dict(DEFAULT_TEMPERATURES), threshold=float(config['export']['threshold']),
         flow_state_dict=cpu_state_dict(flow) if flow is not None else None,
         flow_config=flow_config(config) if flow is not None else None,
-        train={'config': config, 'iteration': iteration, 'git_commit': git_commit()})
+        train={'config': config, 'iteration': iteration, 'git_commit': git_commit(),
+               'command': command})
     save_checkpoint(path, ckpt)
     return ckpt
