@@ -9,7 +9,6 @@ ground truth, so its bag has only the camera topics and eval_stream cannot score
 """
 
 import argparse
-import dataclasses
 import os
 import pathlib
 import re
@@ -23,6 +22,7 @@ from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
+from dense_ood_ros.datasets.sample import Sample
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, CAMERA_QOS,
                                             DISTROS, IMAGE_TOPIC, IMAGE_TYPE, OOD_TOPIC,
                                             SEMANTIC_TOPIC, STORAGES, typestore_for)
@@ -40,16 +40,6 @@ ENCODINGS = ('rgb8', 'bgr8')
 # A fixed default start keeps bags of the same data byte-identical between runs
 # (2023-11-14T22:13:20Z); --start-stamp changes it.
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
-
-
-@dataclasses.dataclass
-class Frame:
-    """One camera image without ground truth (what a ``folder`` dataset yields)."""
-
-    name: str
-    image: np.ndarray
-    semantic: np.ndarray | None = None
-    ood: np.ndarray | None = None
 
 
 class ImageFolder:
@@ -75,7 +65,7 @@ class ImageFolder:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f'could not decode image file: {path}')
-        return Frame(name=path.stem, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return Sample(name=path.stem, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
 def load_dataset(name, root, *, limit=None):

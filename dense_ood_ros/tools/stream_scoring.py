@@ -9,10 +9,10 @@ import zlib
 
 import numpy as np
 
+# /ood/ground_truth follows Fishyscapes Lost & Found: 0 inlier, 1 outlier, 255 void.
+from dense_ood_ros.datasets.sample import INLIER, OUTLIER
 from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator
 
-# /ood/ground_truth follows Fishyscapes Lost & Found: 0 inlier, 1 outlier, 255 void.
-INLIER_ID, OUTLIER_ID = 0, 1
 REQUIRED_SCORE = 'score'
 REQUIRED_SEMANTIC = 'semantic'
 
@@ -104,9 +104,9 @@ class StreamScorer:
             raise ValueError(f'frame {stamp}: anomaly score is {score.shape[1]}x{score.shape[0]} '
                              f'but its ground truth {ood.shape[1]}x{ood.shape[0]}')
         self.ood.add(score, ood)
-        outliers = int(np.count_nonzero(ood == OUTLIER_ID))
+        outliers = int(np.count_nonzero(ood == OUTLIER))
         self.outlier_pixels += outliers
-        self.valid_pixels += outliers + int(np.count_nonzero(ood == INLIER_ID))
+        self.valid_pixels += outliers + int(np.count_nonzero(ood == INLIER))
         if self.needs_semantic:
             self.confusion.add(outputs[REQUIRED_SEMANTIC], truth.semantic.unpack())
         self.matched.add(stamp)
