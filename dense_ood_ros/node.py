@@ -80,7 +80,7 @@ class CameraChannel:
         return latest
 
     def wants(self, output):
-        """Tell whether anyone subscribes to an optional output (colour images are lazy)."""
+        """Tell whether anyone subscribes to an output (unsubscribed outputs are skipped)."""
         return self.publishers[output].get_subscription_count() > 0
 
 
@@ -229,15 +229,22 @@ class PerceptionNode(Node):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def _publish(self, camera, header, rgb, result):
+        # An output nobody subscribes to is not even built: at 2048x1024 each one is a
+        # multi-megabyte copy into a message (image_transport's lazy publishing, for all).
         publish = camera.publishers
-        publish['semantic'].publish(array_to_image(result.labels, encoding='mono8',
-                                                   header=header))
-        publish['anomaly_score'].publish(array_to_image(result.score, encoding='32FC1',
-                                                        header=header))
-        mask = result.mask.view(np.uint8) * np.uint8(255)
-        publish['anomaly_mask'].publish(array_to_image(mask, encoding='mono8', header=header))
-        publish['open_set'].publish(array_to_image(result.open_set, encoding='mono8',
-                                                   header=header))
+        if camera.wants('semantic'):
+            publish['semantic'].publish(array_to_image(result.labels, encoding='mono8',
+                                                       header=header))
+        if camera.wants('anomaly_score'):
+            publish['anomaly_score'].publish(array_to_image(result.score, encoding='32FC1',
+                                                            header=header))
+        if camera.wants('anomaly_mask'):
+            mask = result.mask.view(np.uint8) * np.uint8(255)
+            publish['anomaly_mask'].publish(array_to_image(mask, encoding='mono8',
+                                                           header=header))
+        if camera.wants('open_set'):
+            publish['open_set'].publish(array_to_image(result.open_set, encoding='mono8',
+                                                       header=header))
         wants_color, wants_overlay = camera.wants('semantic_color'), camera.wants('overlay')
         if wants_color or wants_overlay:
             color = colorize(result.open_set, self._lut)
