@@ -8,7 +8,8 @@ Measured in one run:
    (its /diagnostics processing_ms_p50) minus infer()'s median time. Goal: p50 at most 15 ms
    (CPU). The stamp-to-publish latency, which adds the DDS transport of the input frame, is
    printed beside it.
-The node runs in its own process, as on a vehicle. Large frames cross DDS much faster with
+The client subscribes to semantic, anomaly_score and anomaly_mask, as a planner would; the
+node runs in its own process, as on a vehicle. Large frames cross DDS much faster with
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see README); the line says which transport ran.
 """
 
@@ -38,6 +39,7 @@ from dense_ood_ros.pipeline import DenseOODPipeline
 
 THROUGHPUT_GOAL = 0.9
 LATENCY_GOAL_MS = 15.0
+CONSUMED_OUTPUTS = ('semantic', 'anomaly_mask')  # besides anomaly_score, which is timed
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -73,6 +75,11 @@ class Harness:
         self.node.create_subscription(Image, '/perception_node/anomaly_score',
                                       lambda msg: self.outputs.append(time.monotonic()),
                                       RELIABLE)
+        # A planner's consumer also takes the labels and the mask; the node builds only the
+        # outputs someone subscribes to, so this is the work a deployment pays for.
+        for output in CONSUMED_OUTPUTS:
+            self.node.create_subscription(Image, f'/perception_node/{output}',
+                                          lambda msg: None, RELIABLE)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics, 10)
         self.msg = array_to_image(rgb, encoding='rgb8', header=Header(frame_id='bench'))
 
