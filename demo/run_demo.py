@@ -43,7 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--width', type=int, default=512)
     parser.add_argument('--seed', type=int, default=0,
                         help="world seed; the test split's scenes never occur in training")
-    parser.add_argument('--fps', type=float, default=4.0,
+    parser.add_argument('--fps', type=float, default=2.0,
                         help='replay rate; slow enough that a CPU node drops nothing')
     parser.add_argument('--panels', type=int, default=4, help='frames drawn into frames/')
     return parser.parse_args(argv)
@@ -148,6 +148,8 @@ def replay(checkpoint, bag, out, args, env):
     shutil.rmtree(frames_dir, ignore_errors=True)
     node = Background('node', module('dense_ood_ros.node', '--ros-args',
                                      '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
+                                     # Replay for evaluation: lose no frame in transport.
+                                     '-p', 'qos_reliability:=reliable',
                                      '-r', 'image:=/camera/image_raw'), env)
     evaluator = None
     try:
