@@ -197,3 +197,28 @@ def test_the_step_randomness_is_a_function_of_seed_iteration_and_rank():
 def test_draw_size_covers_the_whole_set():
     sizes = {draw_size(SIZES, generator=step_randomness(0, i).size) for i in range(60)}
     assert sizes == set(SIZES)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_fp16_amp_on_cuda_leaves_no_loss_scale_on_either_models_gradients():
+    from train.step import Amp
+
+    grads = {}
+    for amp in (None, Amp(device_type='cuda', dtype=torch.float16)):
+        segmenter, flow = _models()
+        segmenter, flow = segmenter.cuda(), flow.cuda()
+        optimizers = _optimizers(segmenter, flow)
+        if amp is not None:
+            optimizers.scaler = torch.amp.GradScaler('cuda', init_scale=1024.0)
+        images, labels = (t.cuda() for t in _batch())
+        result = train_step(segmenter, flow, images, labels, outliers=_settings(),
+                            randomness=step_randomness(0, 0, device='cuda'),
+                            optimizers=optimizers, normalize=Normalizer(
+                                IMAGENET_MEAN, IMAGENET_STD, device='cuda'), amp=amp)
+        assert not result.skipped
+        grads[amp is None] = [torch.cat([p.grad.float().flatten() for p in m.parameters()
+                                         if p.grad is not None]) for m in (segmenter, flow)]
+    for fp32, fp16 in zip(grads[True], grads[False]):
+        # Unscaled: the same size as float32's gradients, not 1024 times larger.
+        ratio = float(fp16.norm() / fp32.norm())
+        assert 0.5 < ratio < 2.0, ratio
