@@ -5,9 +5,10 @@ Measured in one run:
    faster than it can serve them) divided by infer()'s rate on the same frames in this
    process. Goal: at least 0.9.
 2. added latency: with one frame in flight at a time, the node's arrival-to-publish time
-   (its /diagnostics processing_ms_p50) minus infer()'s median time. Goal: p50 at most 15 ms
-   (CPU). The stamp-to-publish latency, which adds the DDS transport of the input frame, is
-   printed beside it.
+   (its /diagnostics processing_ms_p50) minus the pipeline's time inside the node
+   (inference_ms_p50): decoding, publishing and bookkeeping. Goal: p50 at most 15 ms (CPU).
+   Printed beside it: infer()'s time in this process, and the stamp-to-publish latency,
+   which adds the DDS transport of the input frame.
 The client subscribes to semantic, anomaly_score and anomaly_mask, as a planner would; the
 node runs in its own process, as on a vehicle. Large frames cross DDS much faster with
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see README); the line says which transport ran.
@@ -94,9 +95,14 @@ class Harness:
 
     def spin_until(self, condition, timeout):
         """Spin until condition() or timeout; return condition()."""
+        # spin_once returns as soon as a message arrives; a short timeout would only wake
+        # this process a hundred times a second and steal CPU from the node being measured.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not condition():
-            self.executor.spin_once(timeout_sec=0.01)
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.executor.spin_once(timeout_sec=min(remaining, 0.5))
         return condition()
 
     def close(self):
@@ -173,15 +179,20 @@ def main():
             node.wait(timeout=30)
     ratio = rate * infer_s
     processing_ms = float(diagnostics['processing_ms_p50'])
-    added_ms = processing_ms - infer_s * 1e3
+    inference_ms = float(diagnostics['inference_ms_p50'])
+    # What the node adds beyond the pipeline: its processing time minus its own pipeline
+    # time. The same forward pass runs a few percent slower in the node's process than in
+    # this one (printed as in-node/in-process); that is the machine, not the node's code.
+    added_ms = processing_ms - inference_ms
     verdict = 'meets' if ratio >= THROUGHPUT_GOAL and added_ms <= LATENCY_GOAL_MS else 'MISSES'
     transport = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT')
     print(f'node_overhead: node/pipeline rate = {ratio:.3f} (goal >= {THROUGHPUT_GOAL}), '
           f'added latency p50 = {added_ms:.1f} ms (goal <= {LATENCY_GOAL_MS:g} ms); '
-          f'infer {infer_s * 1e3:.0f} ms, node arrival->publish {processing_ms:.0f} ms, '
-          f'stamp->publish {float(diagnostics["latency_ms_p50"]):.0f} ms, '
-          f'{args.height}x{args.width} -> short edge {args.short_edge}, {args.device}, '
-          f'Fast DDS transports {transport}: {verdict}')
+          f'node arrival->publish {processing_ms:.0f} ms of which pipeline '
+          f'{inference_ms:.0f} ms, in-process infer {infer_s * 1e3:.0f} ms (in-node/in-process '
+          f'{inference_ms / (infer_s * 1e3):.3f}), stamp->publish '
+          f'{float(diagnostics["latency_ms_p50"]):.0f} ms, {args.height}x{args.width} -> short '
+          f'edge {args.short_edge}, {args.device}, Fast DDS transports {transport}: {verdict}')
 
 
 if __name__ == '__main__':

@@ -12,13 +12,16 @@ class FrameStats:
     Rates are computed over the window since the previous `snapshot()`, which the node calls
     once per diagnostics period; latencies keep the last `window` frames. Two latencies:
     `latency` runs from the header stamp (camera and transport delay included) and
-    `processing` from the message's arrival in the node, both to the end of publishing.
+    `processing` from the message's arrival in the node, both to the end of publishing;
+    `inference` is the pipeline's share of `processing` (the forward pass of the frame's
+    batch), so processing minus inference is what the node itself adds.
     """
 
     def __init__(self, window=200):
         self._lock = threading.Lock()
         self._latencies_ms = collections.deque(maxlen=window)
         self._processing_ms = collections.deque(maxlen=window)
+        self._inference_ms = collections.deque(maxlen=window)
         self.received = self.processed = self.dropped = self.rejected = 0
         self._last = (0, 0, None)
 
@@ -27,11 +30,13 @@ class FrameStats:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
 
-    def add_latency(self, *, since_stamp_ms, since_arrival_ms):
-        """Record the two latencies of one processed frame."""
+    def add_latency(self, *, since_stamp_ms, since_arrival_ms, inference_ms=None):
+        """Record the latencies of one processed frame (and its pipeline time, if known)."""
         with self._lock:
             self._latencies_ms.append(since_stamp_ms)
             self._processing_ms.append(since_arrival_ms)
+            if inference_ms is not None:
+                self._inference_ms.append(inference_ms)
 
     def snapshot(self, now_s):
         """Return a dict of counters, rates since the last snapshot and latency percentiles."""
@@ -46,6 +51,7 @@ class FrameStats:
                 'processed_rate_hz': rate(self.processed, processed),
                 **_percentiles('latency_ms', self._latencies_ms),
                 **_percentiles('processing_ms', self._processing_ms),
+                **_percentiles('inference_ms', self._inference_ms),
             }
             self._last = (self.received, self.processed, now_s)
             return values

@@ -199,14 +199,17 @@ class PerceptionNode(Node):
                 batch.append((camera, *latest, rgb))
         if not batch:
             return
+        start_ns = time.monotonic_ns()
         results = self.pipeline.infer_batch([rgb for *_, rgb in batch])
+        inference_ms = (time.monotonic_ns() - start_ns) / 1e6
         for (camera, msg, arrival_ns, rgb), result in zip(batch, results):
             self._publish(camera, msg.header, rgb, result)
             now = self.get_clock().now()
             stamp = Time.from_msg(msg.header.stamp, clock_type=now.clock_type)
             camera.stats.add_latency(
                 since_stamp_ms=(now - stamp).nanoseconds / 1e6,
-                since_arrival_ms=(time.monotonic_ns() - arrival_ns) / 1e6)
+                since_arrival_ms=(time.monotonic_ns() - arrival_ns) / 1e6,
+                inference_ms=inference_ms)
 
     def _decode(self, camera, msg):
         try:

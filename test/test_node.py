@@ -110,6 +110,10 @@ def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint
                                for key in ('received', 'dropped', 'processed'))
     assert done == len(processed)
     assert dropped > 0 and received == dropped + len(processed)
+    # The pipeline's share is reported beside the node's processing time, and is part of it.
+    inference, processing = (float(values[f'{key}_ms_p50']) for key in ('inference',
+                                                                        'processing'))
+    assert 0 < inference <= processing
 
 
 def test_malformed_frames_are_rejected_and_good_frames_still_served(
