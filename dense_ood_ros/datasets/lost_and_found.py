@@ -41,9 +41,10 @@ import re
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from dense_ood_ros.datasets.sample import (FileDataset, INLIER, OUTLIER, Sample, VOID, apply_limit,
-                                           check_same_size, natural_key, pair_files, read_label,
-                                           read_rgb, require_dirs)
+from dense_ood_ros.datasets.sample import (apply_limit, check_same_size, cityscapes_layout,
+                                           FileDataset, INLIER, natural_key, OUTLIER,
+                                           pair_files, read_label, read_rgb, require_dirs,
+                                           Sample, VOID)
 
 FS_DATASET = 'Fishyscapes Lost & Found'
 LAF_DATASET = 'Lost & Found'
@@ -133,18 +134,9 @@ class LostAndFound(FileDataset):
         if split not in LAF_SPLITS:
             raise ValueError(f'{LAF_DATASET}: unknown split {split!r}; expected one of '
                              f'{LAF_SPLITS}')
-        image_dir, label_dir = require_dirs(root, f'leftImg8bit/{split}', f'gtCoarse/{split}',
-                                            dataset=LAF_DATASET)
-        images = sorted(image_dir.glob(f'*/*{IMAGE_SUFFIX}'),
-                        key=lambda p: _frame_key(image_dir, p))
-
-        def label_for(image):
-            stem = image.name[:-len(IMAGE_SUFFIX)]
-            return label_dir / image.parent.name / f'{stem}{LABEL_SUFFIX}'
-
-        pairs = pair_files(images, label_dir.glob(f'*/*{LABEL_SUFFIX}'), label_for,
-                           dataset=LAF_DATASET)
-        super().__init__(apply_limit(pairs, limit, dataset=LAF_DATASET, root=root, split=split))
+        super().__init__(cityscapes_layout(
+            root, split, label_dir='gtCoarse', image_suffix=IMAGE_SUFFIX,
+            label_suffix=LABEL_SUFFIX, dataset=LAF_DATASET, order=_frame_key, limit=limit))
         self.root, self.split = root, split
 
     def load(self, item):

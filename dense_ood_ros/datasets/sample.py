@@ -135,6 +135,28 @@ def apply_limit(items, limit, *, dataset, root, split):
     return items[:limit]
 
 
+def cityscapes_layout(root, split, *, label_dir, image_suffix, label_suffix, dataset,
+                      order=None, limit=None):
+    """Return the (image, label) path pairs of ``leftImg8bit/<split>/<city>/`` + labels.
+
+    Cityscapes (``gtFine``) and the original Lost & Found (``gtCoarse``, which copies
+    Cityscapes' layout) share it: label ``<label_dir>/<split>/<city>/<stem><label_suffix>``
+    belongs to image ``leftImg8bit/<split>/<city>/<stem><image_suffix>``. ``order(image_dir,
+    path)`` is the sort key (default: natural order of city, then file name).
+    """
+    image_dir, labels = require_dirs(root, f'leftImg8bit/{split}', f'{label_dir}/{split}',
+                                     dataset=dataset)
+    order = order or (lambda base, path: natural_key(path.relative_to(base)))
+    images = sorted(image_dir.glob(f'*/*{image_suffix}'), key=lambda p: order(image_dir, p))
+
+    def label_for(image):
+        stem = image.name[:-len(image_suffix)]
+        return labels / image.parent.name / f'{stem}{label_suffix}'
+
+    pairs = pair_files(images, labels.glob(f'*/*{label_suffix}'), label_for, dataset=dataset)
+    return apply_limit(pairs, limit, dataset=dataset, root=root, split=split)
+
+
 def natural_key(text):
     """Sort key that orders embedded numbers numerically ('t2/10' after 't2/9')."""
     return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', str(text))]

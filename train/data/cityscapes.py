@@ -16,9 +16,8 @@ installed package id by id. ``Sample.semantic`` holds trainIds, ``Sample.ood`` i
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, Sample, apply_limit,
-                                           check_same_size, natural_key, pair_files, read_label,
-                                           read_rgb, require_dirs)
+from dense_ood_ros.datasets.sample import (check_same_size, cityscapes_layout, FileDataset,
+                                           IGNORE, read_label, read_rgb, Sample)
 
 DATASET = 'Cityscapes'
 SPLITS = ('train', 'val', 'test')
@@ -68,18 +67,9 @@ class CityscapesDataset(FileDataset):
     def __init__(self, root, split, *, limit=None):
         if split not in SPLITS:
             raise ValueError(f'{DATASET}: unknown split {split!r}; expected one of {SPLITS}')
-        image_dir, label_dir = require_dirs(root, f'leftImg8bit/{split}', f'gtFine/{split}',
-                                            dataset=DATASET)
-        images = sorted(image_dir.glob(f'*/*{IMAGE_SUFFIX}'),
-                        key=lambda p: natural_key(p.relative_to(image_dir)))
-
-        def label_for(image):
-            stem = image.name[:-len(IMAGE_SUFFIX)]
-            return label_dir / image.parent.name / f'{stem}{LABEL_SUFFIX}'
-
-        pairs = pair_files(images, label_dir.glob(f'*/*{LABEL_SUFFIX}'), label_for,
-                           dataset=DATASET)
-        super().__init__(apply_limit(pairs, limit, dataset=DATASET, root=root, split=split))
+        super().__init__(cityscapes_layout(
+            root, split, label_dir='gtFine', image_suffix=IMAGE_SUFFIX,
+            label_suffix=LABEL_SUFFIX, dataset=DATASET, limit=limit))
         self.root, self.split = root, split
 
     def load(self, item):
