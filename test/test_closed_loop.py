@@ -105,7 +105,7 @@ def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10):
         # Two subscribers on the camera topic: the node and the evaluator (which subscribes
         # there only after it has found the node's outputs).
         player = ToolProcess('play_bag', bag, '--rate', rate, '--wait-for-subscribers', 2,
-                             '--delay', 0.5)
+                             '--delay', 1.0)
         assert player.wait(60) == 0, player.output
         assert evaluator.wait(60) == 0, evaluator.output
     finally:

@@ -85,8 +85,9 @@ class _Subscriber:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.output_topics = output_topics
-        for kind, topic in output_topics.items():
-            self.node.create_subscription(Image, topic, self._on_output(kind), OUTPUT_QOS)
+        self.subscriptions = {
+            topic: self.node.create_subscription(Image, topic, self._on_output(kind), OUTPUT_QOS)
+            for kind, topic in output_topics.items()}
         self.image_topic = image_topic
 
     def _on_output(self, kind):
@@ -112,7 +113,8 @@ class _Subscriber:
                 raise TimeoutError(f'no publisher on {", ".join(missing)} after {timeout:g} s: '
                                    f'is perception_node running with these topics?')
             self.executor.spin_once(timeout_sec=0.05)
-            missing = [t for t in missing if not self.node.count_publishers(t)]
+            # Matched, not merely listed in the graph: only a matched reader gets messages.
+            missing = [t for t in missing if not self.subscriptions[t].get_publisher_count()]
         if self.image_topic:
             self.node.create_subscription(Image, self.image_topic, self._on_input, INPUT_QOS)
 
