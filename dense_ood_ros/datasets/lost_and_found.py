@@ -42,9 +42,8 @@ import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.datasets.sample import (apply_limit, check_same_size, cityscapes_layout,
-                                           FileDataset, INLIER, natural_key, OUTLIER,
-                                           pair_files, read_label, read_rgb, require_dirs,
-                                           Sample, VOID)
+                                           FileDataset, INLIER, natural_key, OUTLIER, pair_files,
+                                           read_label, read_labelled, require_dirs, Sample, VOID)
 
 FS_DATASET = 'Fishyscapes Lost & Found'
 LAF_DATASET = 'Lost & Found'
@@ -102,9 +101,7 @@ class FishyscapesLF(FileDataset):
     def load(self, item):
         """Read one image, its outlier mask and, where exported, its trainIds."""
         image_path, mask_path, semantic_path = item
-        image = read_rgb(image_path)
-        ood = read_label(mask_path)
-        check_same_size(image, ood, image_path, mask_path)
+        image, ood = read_labelled(image_path, mask_path)
         # A raw L&F labelIds file or a colour mask dropped here by mistake would otherwise
         # be scored as if it were a mask.
         bad = ~np.isin(ood, _FS_VALUES)
@@ -142,8 +139,6 @@ class LostAndFound(FileDataset):
     def load(self, item):
         """Read one frame and map its labelIds to the road-restricted outlier mask."""
         image_path, label_path = item
-        image = read_rgb(image_path)
-        label_ids = read_label(label_path)
-        check_same_size(image, label_ids, image_path, label_path)
+        image, label_ids = read_labelled(image_path, label_path)
         return Sample(name=image_path.name[:-len(IMAGE_SUFFIX)], image=image,
                       ood=LAF_ID_TO_OOD[label_ids])

@@ -76,6 +76,13 @@ def check_same_size(image, label, image_path, label_path):
                          f'{image_path} is {image.shape[1]}x{image.shape[0]}')
 
 
+def read_labelled(image_path, label_path):
+    """Return (RGB image, single-channel label) of one pair, checked to cover each other."""
+    image, label = read_rgb(image_path), read_label(label_path)
+    check_same_size(image, label, image_path, label_path)
+    return image, label
+
+
 def require_dirs(root, *relative, dataset):
     """Return ``root / r`` for each ``r``, raising FileNotFoundError for the first missing one.
 

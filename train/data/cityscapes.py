@@ -16,8 +16,8 @@ installed package id by id. ``Sample.semantic`` holds trainIds, ``Sample.ood`` i
 import numpy as np
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from dense_ood_ros.datasets.sample import (check_same_size, cityscapes_layout, FileDataset,
-                                           IGNORE, read_label, read_rgb, Sample)
+from dense_ood_ros.datasets.sample import (cityscapes_layout, FileDataset, IGNORE, read_labelled,
+                                           Sample)
 
 DATASET = 'Cityscapes'
 SPLITS = ('train', 'val', 'test')
@@ -75,8 +75,6 @@ class CityscapesDataset(FileDataset):
     def load(self, item):
         """Read one image and its labelIds, mapped to trainIds."""
         image_path, label_path = item
-        image = read_rgb(image_path)
-        label_ids = read_label(label_path)
-        check_same_size(image, label_ids, image_path, label_path)
+        image, label_ids = read_labelled(image_path, label_path)
         name = image_path.name[:-len(IMAGE_SUFFIX)]
         return Sample(name=name, image=image, semantic=label_ids_to_train_ids(label_ids))

@@ -31,9 +31,9 @@ own code.
 
 import numpy as np
 
-from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID,
-                                           apply_limit, check_same_size, natural_key, pair_files,
-                                           read_label, read_rgb, require_dirs)
+from dense_ood_ros.datasets.sample import (apply_limit, FileDataset, IGNORE, INLIER, natural_key,
+                                           OUTLIER, pair_files, read_labelled, require_dirs,
+                                           Sample, VOID)
 
 DATASET = 'StreetHazards'
 CLASS_NAMES = ('unlabeled', 'building', 'fence', 'other', 'pedestrian', 'pole', 'road line',
@@ -98,8 +98,6 @@ class StreetHazardsDataset(FileDataset):
     def load(self, item):
         """Read one image and map its annotation to the 13-class and ood labels."""
         name, image_path, label_path = item
-        image = read_rgb(image_path)
-        values = read_label(label_path)
-        check_same_size(image, values, image_path, label_path)
+        image, values = read_labelled(image_path, label_path)
         return Sample(name=name, image=image, semantic=FILE_TO_SEMANTIC[values],
                       ood=FILE_TO_OOD[values])
