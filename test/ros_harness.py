@@ -37,17 +37,14 @@ def ros_environment(*, import_checkout=True):
     return env
 
 
-class NodeProcess:
-    """perception_node running in its own process with the given ROS arguments."""
+class ChildProcess:
+    """A command in its own process with the test run's ROS environment, output collected."""
 
-    def __init__(self, *ros_args, command=None, cwd=ROOT):
-        """Start `command` (default: this checkout's node module) with `ros_args`."""
-        env = ros_environment(import_checkout=command is None)
-        command = command or [sys.executable, '-m', 'dense_ood_ros.node']
-        command = [*command, '--ros-args', *ros_args]
-        self.process = subprocess.Popen(command, env=env, cwd=cwd,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
+    def __init__(self, command, *, import_checkout=True, cwd=ROOT):
+        """Start `command`; `import_checkout` puts this checkout first on PYTHONPATH."""
+        self.process = subprocess.Popen(command, env=ros_environment(
+            import_checkout=import_checkout), cwd=cwd, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
         self._output = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -58,19 +55,26 @@ class NodeProcess:
 
     @property
     def output(self):
-        """Everything the node printed so far."""
+        """Everything the process printed so far."""
         return ''.join(self._output)
 
     def alive(self):
         """Tell whether the process is still running."""
         return self.process.poll() is None
 
+    def wait_for_line(self, text, timeout):
+        """Return whether a line containing `text` appeared within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            if text in self.output:
+                return True
+            time.sleep(0.05)
+        return text in self.output
+
     def interrupt(self, timeout=20.0):
         """Send SIGINT as Ctrl-C would and return the exit code."""
         self.process.send_signal(2)
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5.0)
-        return code
+        return self.wait(timeout)
 
     def wait(self, timeout=60.0):
         """Wait for the process to exit by itself and return the exit code."""
@@ -78,13 +82,36 @@ class NodeProcess:
         self._reader.join(timeout=5.0)
         return code
 
+    def kill(self):
+        """Stop the process if it still runs."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait(timeout=10.0)
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.alive():
-            self.process.kill()
-            self.process.wait(timeout=10.0)
+        self.kill()
+
+
+class NodeProcess(ChildProcess):
+    """perception_node running in its own process with the given ROS arguments."""
+
+    def __init__(self, *ros_args, command=None, cwd=ROOT):
+        """Start `command` (default: this checkout's node module) with `ros_args`."""
+        base = command or [sys.executable, '-m', 'dense_ood_ros.node']
+        super().__init__([*base, '--ros-args', *ros_args], import_checkout=command is None,
+                         cwd=cwd)
+
+
+class ToolProcess(ChildProcess):
+    """One of our console tools as `python -m dense_ood_ros.tools.<module>`."""
+
+    def __init__(self, module, *args):
+        """Start the tool with `args` (converted to strings)."""
+        super().__init__([sys.executable, '-m', f'dense_ood_ros.tools.{module}',
+                          *map(str, args)])
 
 
 class Client:

@@ -1,10 +1,6 @@
 """Closed loop in real processes: play_bag -> perception_node -> eval_stream, scored exactly."""
 
 import json
-import subprocess
-import sys
-import threading
-import time
 
 import cv2
 import pytest
@@ -15,56 +11,13 @@ from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.models import ldn121
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.tools.dataset_to_bag import write_bag
-from ros_harness import NodeProcess, ros_environment, ROOT
+from ros_harness import NodeProcess, ToolProcess
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
 from train.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 HEIGHT, WIDTH = 64, 128
-
-
-class ToolProcess:
-    """One of our console tools as `python -m` in its own process, its output collected."""
-
-    def __init__(self, module, *args):
-        self.process = subprocess.Popen(
-            [sys.executable, '-m', f'dense_ood_ros.tools.{module}', *map(str, args)],
-            env=ros_environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-        self.lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self):
-        """Everything printed so far."""
-        return ''.join(self.lines)
-
-    def wait_for_line(self, text, timeout):
-        """Return whether a line containing `text` appeared within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if any(text in line for line in self.lines):
-                return True
-            time.sleep(0.05)
-        return any(text in line for line in self.lines)
-
-    def wait(self, timeout):
-        """Wait for the exit code."""
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5.0)
-        return code
-
-    def kill(self):
-        """Stop the process if it still runs."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10.0)
 
 
 @pytest.fixture(scope='module')
