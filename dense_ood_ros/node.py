@@ -101,7 +101,7 @@ class PerceptionNode(Node):
                 raise ValueError(f'parameter {name}={value!r}: {reason}')
         self.checkpoint_path = params['checkpoint']
         self.checkpoint = load_checkpoint(self.checkpoint_path)
-        self.pipeline = pipeline_from_params(self.checkpoint, params)
+        self.pipeline = pipeline_from_params(self.checkpoint, params, path=self.checkpoint_path)
         self._lut = palette_lut(self.checkpoint.palette)
         self._params = params
         self._max_pixels = params['max_input_pixels']

@@ -99,12 +99,12 @@ class DenseOODPipeline:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, *, device='auto', half=False, input_short_edge=None,
-                        score=None, temperature=None, threshold=None):
+                        score=None, temperature=None, threshold=None, path='<memory>'):
         """Build from a checkpoint path or Checkpoint; unset arguments come from its metadata.
 
-        `temperature` defaults to the checkpoint's temperature for the chosen score.
+        `temperature` defaults to the checkpoint's temperature for the chosen score; `path`
+        names a Checkpoint already loaded from a file in errors about its weights.
         """
-        path = '<memory>'
         if not isinstance(checkpoint, Checkpoint):
             path, checkpoint = checkpoint, load_checkpoint(checkpoint)
         model = build_model_from_checkpoint(checkpoint, path)
@@ -260,13 +260,13 @@ def resolve_settings(checkpoint, *, score='', temperature=0.0, threshold=-1.0):
     return score, temperature, threshold
 
 
-def pipeline_from_params(checkpoint, params):
+def pipeline_from_params(checkpoint, params, *, path='<memory>'):
     """Build a pipeline from ROS-style parameters; unknown keys are left to the caller.
 
-    `checkpoint` is a path or a loaded Checkpoint.
+    `checkpoint` is a path or a loaded Checkpoint (then `path` is the file it came from).
     """
     if not isinstance(checkpoint, Checkpoint):
-        checkpoint = load_checkpoint(checkpoint)
+        path, checkpoint = checkpoint, load_checkpoint(checkpoint)
     values = {**PIPELINE_PARAMETER_DEFAULTS,
               **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
     score, temperature, threshold = resolve_settings(
@@ -275,4 +275,4 @@ def pipeline_from_params(checkpoint, params):
     return DenseOODPipeline.from_checkpoint(
         checkpoint, device=values['device'], half=bool(values['half']),
         input_short_edge=int(values['input_short_edge']) or None, score=score,
-        temperature=temperature, threshold=threshold)
+        temperature=temperature, threshold=threshold, path=path)

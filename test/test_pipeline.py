@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import make_tiny_checkpoint
-from dense_ood_ros.checkpoint import build_model_from_checkpoint
-from dense_ood_ros.pipeline import DenseOODPipeline, network_size
+from dense_ood_ros.checkpoint import build_model_from_checkpoint, CheckpointError
+from dense_ood_ros.pipeline import DenseOODPipeline, network_size, pipeline_from_params
 from dense_ood_ros.scores import entropy, msp
+from dense_ood_ros.visualize import overlay
 
 
 @pytest.fixture
@@ -132,3 +133,27 @@ def test_infer_scores_equals_infer_for_every_setting(tiny_checkpoint_path):
         single = pipe.infer(rgb)
         np.testing.assert_array_equal(score_map, single.score)
         np.testing.assert_array_equal(labels, single.labels)
+
+
+def test_overlay_blends_camera_and_colour_by_alpha():
+    rgb = np.full((4, 6, 3), 200, np.uint8)
+    rgb[:, :, 0] = 10
+    color = np.zeros((4, 6, 3), np.uint8)
+    color[..., 2] = 255
+    # A padded camera row (rgba8 views are strided) must blend the same way.
+    strided = np.dstack([rgb, np.zeros((4, 6, 1), np.uint8)])[..., :3]
+    for camera in (rgb, strided):
+        np.testing.assert_array_equal(overlay(camera, color, 0.0), rgb)
+        np.testing.assert_array_equal(overlay(camera, color, 1.0), color)
+        half = overlay(camera, color, 0.5).astype(int)
+        assert np.abs(half - (rgb.astype(int) + color) / 2).max() <= 1
+    with pytest.raises(ValueError, match='alpha'):
+        overlay(rgb, color, 1.5)
+
+
+def test_weights_that_do_not_fit_name_the_file_the_checkpoint_came_from():
+    ckpt = make_tiny_checkpoint()
+    ckpt.num_classes, ckpt.class_names = 4, ckpt.class_names + ['extra']
+    ckpt.palette = ckpt.palette + [[1, 2, 3]]
+    with pytest.raises(CheckpointError, match='vehicle.pt: weights do not fit'):
+        pipeline_from_params(ckpt, {'device': 'cpu'}, path='/maps/vehicle.pt')
