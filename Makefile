@@ -30,7 +30,7 @@ demo: venv
 bench: venv
 	$(PY) benchmarks/run_all.py
 
-# Table 3 in miniature: three trainings on the synthetic world (about an hour on 2 CPU cores).
+# Table 3 in miniature: three trainings on the synthetic world (about 35 minutes on 2 CPU cores).
 reproduce: venv
 	$(PY) benchmarks/reproduce_table3.py
 
