@@ -27,6 +27,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.checkpoint import CheckpointError
 from dense_ood_ros.labels import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.models import RealNVP, build_segmenter
@@ -195,7 +196,6 @@ class JointTrainer:
         self.iteration = 0
         self.skipped_steps = 0
         self.consecutive_skips = 0
-        self.last_validation = None
 
     # -- task hooks -------------------------------------------------------------------------
 
@@ -258,10 +258,9 @@ class JointTrainer:
             'scheduler': self.scheduler.state_dict(),
             'scaler': (self.optimizers.scaler.state_dict()
                        if self.optimizers.scaler is not None else None),
-            'rng': state.rng_states(),
             # The data order and every draw of a step are functions of (seed, iteration)
-            # (train.loader, train.step); these two numbers are their complete state.
-            'data': {'seed': self.config['seed'], 'iteration': self.iteration},
+            # (train.loader, train.step): config['seed'] and 'iteration' are their state.
+            'rng': state.rng_states(),
             'counters': {'skipped_steps': self.skipped_steps,
                          'consecutive_skips': self.consecutive_skips},
         }
@@ -313,7 +312,7 @@ class JointTrainer:
 
     def _write_config(self):
         os.makedirs(self.out_dir, exist_ok=True)
-        with open(self._path('config.yaml'), 'w', encoding='utf-8') as stream:
+        with atomic_open(self._path('config.yaml'), 'w', encoding='utf-8') as stream:
             yaml.safe_dump(self.config, stream, sort_keys=False)
 
     def save_samples(self):
@@ -330,7 +329,6 @@ class JointTrainer:
         metrics = None
         if self.env.is_main and self.val_set is not None:
             metrics = self._validation_metrics()
-            self.last_validation = metrics
         if self.env.distributed:
             self.sync.barrier()
         return metrics

@@ -6,7 +6,6 @@ with its index (see train.loader); that is what makes resumed runs repeat them e
 """
 
 import cv2
-import numpy as np
 
 from dense_ood_ros.labels import IGNORE_INDEX
 
@@ -85,12 +84,3 @@ def training_transform(*, short_edge, crop_size, hflip):
     if hflip:
         transforms.append(RandomHorizontalFlip())
     return Compose(transforms)
-
-
-def check_pair(image, label):
-    """Raise ValueError unless image is (H, W, 3) uint8 and label (H, W) of the same size."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) uint8 image, got {image.dtype} '
-                         f'{image.shape}')
-    if label.ndim != 2 or label.shape != image.shape[:2]:
-        raise ValueError(f'label shape {label.shape} does not match image {image.shape[:2]}')
