@@ -50,9 +50,10 @@ def parse_args(argv=None):
 
 
 def ros_environment():
-    """Return the environment of every demo process: a private domain, localhost only."""
+    """Return the environment of every demo process: its own domain, localhost only."""
     env = dict(os.environ)
-    env['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
+    # A caller's domain wins (the tests isolate theirs); otherwise one of ROS's safe 1..100.
+    env.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env['PYTHONUNBUFFERED'] = '1'
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')

@@ -81,6 +81,8 @@ def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, citysca
     assert node.alive(), node.output
     assert (report['frames_sent'], report['frames_processed'], report['frames_dropped']) == \
         (len(samples), len(samples), 0), output
+    # Every output matched a frame of the bag, once.
+    assert (report['frames_unexpected'], report['frames_repeated']) == (0, 0), output
     # The node's default operating point comes from the checkpoint: the same here.
     pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
     (row,) = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],

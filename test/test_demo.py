@@ -66,6 +66,9 @@ def test_demo_replays_a_bag_through_the_node_and_leaves_report_and_frames(tmp_pa
         assert key in report
     assert report['frames_sent'] == 6
     assert report['frames_processed'] + report['frames_dropped'] == 6
+    # Dropped is derived from sent - matched; what can go wrong is output matching no frame.
+    stream = json.loads((out / 'stream.json').read_text())
+    assert (stream['frames_unexpected'], stream['frames_repeated']) == (0, 0)
     assert report['frames_processed'] >= 1
     assert 0 < report['anomaly_pixel_share'] < report['ap'] <= 1
     frames = sorted((out / 'frames').glob('*.png'))

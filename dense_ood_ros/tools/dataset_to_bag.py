@@ -11,18 +11,16 @@ ground truth, so its bag has only the camera topics and eval_stream cannot score
 import argparse
 import os
 import pathlib
-import re
 import shutil
 import sys
 import tempfile
 
-import cv2
 import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
-from dense_ood_ros.datasets.sample import Sample
+from dense_ood_ros.datasets.sample import FileDataset, natural_key, read_rgb, Sample
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, CAMERA_QOS,
                                             DISTROS, IMAGE_TOPIC, IMAGE_TYPE, OOD_TOPIC,
                                             SEMANTIC_TOPIC, STORAGES, typestore_for)
@@ -42,30 +40,22 @@ ENCODINGS = ('rgb8', 'bgr8')
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
 
 
-class ImageFolder:
+class ImageFolder(FileDataset):
     """The images of one directory in natural name order ('f2' before 'f10'), no labels."""
 
     def __init__(self, root, *, limit=None):
         root = pathlib.Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f'folder: {root} is not a directory')
-        key = (lambda p: [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', p.name)])
-        self.paths = sorted((p for p in root.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES),
-                            key=key)[:limit]
-        if not self.paths:
+        paths = sorted((p for p in root.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES),
+                       key=lambda p: natural_key(p.name))[:limit]
+        if not paths:
             raise ValueError(f'folder: {root} holds no images ({", ".join(FOLDER_SUFFIXES)})')
+        super().__init__(paths)
 
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, index):
-        path = self.paths[index]
-        if not path.is_file():
-            raise FileNotFoundError(f'image file not found: {path}')
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f'could not decode image file: {path}')
-        return Sample(name=path.stem, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    def load(self, path):
+        """Read one image; a folder has no ground truth."""
+        return Sample(name=path.stem, image=read_rgb(path))
 
 
 def load_dataset(name, root, *, limit=None):

@@ -13,6 +13,7 @@ import numpy as np
 
 from dense_ood_ros.checkpoint import CheckpointError
 from dense_ood_ros.params_file import read_ros_params
+from dense_ood_ros.datasets.sample import read_rgb
 from dense_ood_ros.pipeline import pipeline_from_params
 from dense_ood_ros.visualize import colorize, palette_lut
 
@@ -45,12 +46,12 @@ def resolve_params(args):
 
 def write_outputs(out_dir, stem, result, lut):
     """Write semantic ids, colour mask, anomaly mask (PNG) and the float score (.npy)."""
-    cv2.imwrite(os.path.join(out_dir, f'{stem}_semantic.png'), result.labels)
-    color = colorize(result.open_set, lut)
-    cv2.imwrite(os.path.join(out_dir, f'{stem}_open_set_color.png'),
-                cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(os.path.join(out_dir, f'{stem}_anomaly_mask.png'),
-                result.mask.astype(np.uint8) * 255)
+    color = cv2.cvtColor(colorize(result.open_set, lut), cv2.COLOR_RGB2BGR)
+    for suffix, image in (('semantic', result.labels), ('open_set_color', color),
+                          ('anomaly_mask', result.mask.astype(np.uint8) * 255)):
+        path = os.path.join(out_dir, f'{stem}_{suffix}.png')
+        if not cv2.imwrite(path, image):
+            raise OSError(f'could not write {path}')
     np.save(os.path.join(out_dir, f'{stem}_anomaly_score.npy'), result.score)
 
 
@@ -67,14 +68,20 @@ def main(args=None):
     lut = palette_lut(pipeline.palette)
     failures = 0
     for path in args.images:
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            print(f'infer_image: cannot read image {path}', file=sys.stderr)
+        try:
+            rgb = read_rgb(path)
+        except (FileNotFoundError, ValueError) as error:
+            print(f'infer_image: cannot read image: {error}', file=sys.stderr)
             failures += 1
             continue
-        result = pipeline.infer(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        result = pipeline.infer(rgb)
         stem = os.path.splitext(os.path.basename(path))[0]
-        write_outputs(args.out, stem, result, lut)
+        try:
+            write_outputs(args.out, stem, result, lut)
+        except OSError as error:
+            print(f'infer_image: {error}', file=sys.stderr)
+            failures += 1
+            continue
         print(f'{path}: {result.mask.mean():.2%} anomalous pixels '
               f'({pipeline.score}, T={pipeline.temperature:g}, threshold={pipeline.threshold:g})')
     return 1 if failures else 0
