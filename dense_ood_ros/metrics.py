@@ -62,13 +62,17 @@ def _check_finite(sorted_scores):
         raise ValueError('scores must be finite: found NaN or infinity at a non-ignored pixel')
 
 
+class UndefinedMetricError(ValueError):
+    """The data lacks outlier or inlier pixels, so AP, FPR95 and AUROC are undefined."""
+
+
 def _check_not_degenerate(n_pos, n_neg):
     if n_pos == 0:
-        raise ValueError('no outlier (label 1) pixels left after dropping ignore_index: '
-                         'AP, FPR95 and AUROC are undefined')
+        raise UndefinedMetricError('no outlier (label 1) pixels left after dropping '
+                                   'ignore_index: AP, FPR95 and AUROC are undefined')
     if n_neg == 0:
-        raise ValueError('no inlier (label 0) pixels left after dropping ignore_index: '
-                         'AP, FPR95 and AUROC are undefined')
+        raise UndefinedMetricError('no inlier (label 0) pixels left after dropping '
+                                   'ignore_index: AP, FPR95 and AUROC are undefined')
 
 
 def _metrics_from_sorted(pos, neg):
@@ -302,8 +306,9 @@ class PerImageOODAccumulator:
     def compute(self):
         """Return the mean 'ap', 'fpr95', 'auroc' and the 'images_used', 'images_skipped'."""
         if not self.results:
-            raise ValueError(f'no image with both outlier and inlier pixels among the '
-                             f'{self.images} added: per-image metrics are undefined')
+            raise UndefinedMetricError(f'no image with both outlier and inlier pixels among '
+                                       f'the {self.images} added: per-image metrics are '
+                                       'undefined')
         summary = {key: float(np.mean([r[key] for r in self.results])) for key in OOD_KEYS}
         summary['images_used'] = len(self.results)
         summary['images_skipped'] = self.skipped

@@ -74,6 +74,18 @@ def test_ground_truth_scores_give_perfect_metrics(world):
     assert row['auroc'] == pytest.approx(0.0) and row['fpr95'] == 1.0
 
 
+def test_a_set_without_outliers_gives_null_ood_metrics_and_keeps_segmentation(world):
+    samples = list(build_dataset('fishyscapes_lf', world, 'test'))
+    inliers_only = [Sample(name=s.name, image=s.image, semantic=s.semantic,
+                           ood=np.where(s.ood == 1, 255, s.ood).astype(np.uint8))
+                    for s in samples]
+    evaluation = evaluate(OracleScorer(inliers_only), inliers_only, [('msp', 1.0)],
+                          progress=False)
+    (row,) = evaluation.rows
+    assert row['ap'] is None and row['fpr95'] is None and row['auroc'] is None
+    assert row['miou'] == pytest.approx(1.0) and evaluation.pixel_accuracy == pytest.approx(1.0)
+
+
 def test_per_image_protocol_skips_images_without_outliers(world):
     samples = list(build_dataset('fishyscapes_lf', world, 'test'))
     clean = Sample(name='clean', image=samples[0].image[::-1].copy(),

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator, PerImageOODAccumulator
+from dense_ood_ros.metrics import (ConfusionMatrix, OODAccumulator, PerImageOODAccumulator,
+                                   UndefinedMetricError)
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.scores import SCORES
 
@@ -47,6 +48,7 @@ class Evaluation:
     pixels: int
     rows: list
     accumulators: list
+    pixel_accuracy: float = None
 
 
 def settings_from_args(scores, temperatures):
@@ -83,14 +85,24 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
             has_ood = True
             for accumulator, score_map in zip(accumulators, maps):
                 accumulator.add(score_map, sample.ood)
-    miou = confusion.compute()['miou'] if has_semantic else None
+    segmentation = confusion.compute() if has_semantic else {}
+    miou = segmentation.get('miou')
     rows = []
     for (score, temperature), accumulator in zip(settings, accumulators):
-        ood = accumulator.compute() if has_ood else {}
+        ood = _ood_or_none(accumulator) if has_ood else {}
         rows.append({'score': score, 'temperature': temperature, 'miou': miou,
                      'ap': ood.get('ap'), 'fpr95': ood.get('fpr95'),
                      'auroc': ood.get('auroc')})
-    return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators)
+    return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators,
+                      pixel_accuracy=segmentation.get('pixel_accuracy'))
+
+
+def _ood_or_none(accumulator):
+    """Return the accumulator's metrics, or {} (null in the table) when a class is missing."""
+    try:
+        return accumulator.compute()
+    except UndefinedMetricError:
+        return {}
 
 
 def format_table(rows, model):

@@ -31,6 +31,8 @@ from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.checkpoint import CheckpointError
 from dense_ood_ros.labels import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.models import RealNVP, build_segmenter
+from dense_ood_ros.pipeline import DenseOODPipeline
+from dense_ood_ros.scores import DEFAULT_TEMPERATURES
 from train import state
 from train.config import DEFAULTS, ConfigError, config_differences, load_config, merge
 from train.data.world import label_space, training_dataset, validation_dataset
@@ -43,7 +45,7 @@ from train.outliers import OutlierSettings
 from train.paste import fit_size
 from train.step import Amp, LocalSync, Normalizer, Optimizers, step_randomness, train_step
 from train.transforms import training_transform
-from train.validation import evaluate
+from train.evaluate import evaluate
 
 # A few NaN steps can be noise (an fp16 overflow, one odd batch); this many in a row is not.
 MAX_CONSECUTIVE_SKIPS = 10
@@ -230,11 +232,24 @@ class JointTrainer:
             pin_memory=self.device.type == 'cuda', wrapper=self.sample_wrapper)
 
     def _validation_metrics(self):
-        """Return the validation metrics of the segmenter on the validation set."""
-        return evaluate(self.segmenter, self.val_set, class_names=self.class_names,
-                        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                        input_short_edge=self.config['data']['short_edge'],
-                        device=self.device)
+        """Return mIoU, pixel accuracy and MSP AP / FPR95 / AUROC on the validation set.
+
+        Through train.evaluate, i.e. the node's own inference path, so the figures describe
+        what the exported checkpoint will do; NaN where the set has no such labels.
+        """
+        pipeline = DenseOODPipeline(self.segmenter, class_names=self.class_names, mean=self.mean,
+                                    std=self.std,
+                                    input_short_edge=self.config['data']['short_edge'],
+                                    device=str(self.device))
+        try:
+            evaluation = evaluate(pipeline, self.val_set, [('msp', DEFAULT_TEMPERATURES['msp'])],
+                                  progress=False)
+        finally:
+            self.segmenter.train()
+        (row,) = evaluation.rows
+        metrics = {**row, 'pixel_accuracy': evaluation.pixel_accuracy,
+                   'images': evaluation.images}
+        return {key: math.nan if value is None else value for key, value in metrics.items()}
 
     def _step(self, images, labels, randomness):
         """Run one update of both models; return the StepResult."""
