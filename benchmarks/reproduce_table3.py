@@ -38,8 +38,8 @@ from dense_ood_ros.checkpoint import load_checkpoint  # noqa: E402
 from dense_ood_ros.pipeline import DenseOODPipeline  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.data.world import SyntheticSamples  # noqa: E402
-from train.evaluate import DATASETS, evaluate, write_json  # noqa: E402
-from train.state import git_commit  # noqa: E402
+from train.evaluate import DATASETS, evaluate, format_table, write_json  # noqa: E402
+from train.state import git_commit, MODEL_FILE, RESUME_FILE  # noqa: E402
 
 MODES = ('rnvp', 'none', 'noise')
 TABLE_ORDER = ('none', 'noise', 'rnvp')
@@ -89,14 +89,14 @@ def overrides(args, mode):
 def train(args, mode):
     """Train one mode in its own process (resuming an interrupted run); return model.pt."""
     out_dir = os.path.join(args.out, mode)
-    model = os.path.join(out_dir, 'model.pt')
+    model = os.path.join(out_dir, MODEL_FILE)
     if os.path.exists(model):
         print(f'[{mode}] {model} exists; not training again', flush=True)
         return model, None
     command = [sys.executable, '-m', 'train.joint', '--config', args.config, '--out', out_dir]
     for item in overrides(args, mode):
         command += ['--set', item]
-    if os.path.exists(os.path.join(out_dir, 'resume.pt')):
+    if os.path.exists(os.path.join(out_dir, RESUME_FILE)):
         command.append('--resume')
     print(f'[{mode}] {" ".join(command)}', flush=True)
     start = time.perf_counter()
@@ -116,17 +116,10 @@ def test_samples(args, config):
                             width=world['width'], seed=world['seed'], cache=False)
 
 
-def format_table(results):
-    """Return Table 3's shape: Model | mIoU | AP | FPR95 | AUROC, percent."""
-    header = f'{"Model":<34} {"mIoU":>6} {"AP":>6} {"FPR95":>6} {"AUROC":>6}'
-    lines = [header, '-' * len(header)]
-    for row in results:
-        score = 'MSP' if row['score'] == 'msp' else 'H'
-        name = f'{row["model"]}, {score}, T={row["temperature"]:g}'
-        cells = [f'{100 * row[key]:.2f}' if row[key] is not None else '-'
-                 for key in ('miou', 'ap', 'fpr95', 'auroc')]
-        lines.append(f'{name:<34} ' + ' '.join(f'{c:>6}' for c in cells))
-    return '\n'.join(lines)
+def row_label(row):
+    """Name a row as Table 3 does: model, score (MSP or H), temperature."""
+    score = 'MSP' if row['score'] == 'msp' else 'H'
+    return f'{row["model"]}, {score}, T={row["temperature"]:g}'
 
 
 def main(argv=None):
@@ -145,7 +138,7 @@ def main(argv=None):
         rows += [{'model': MODEL_NAMES[mode], 'mode': mode, **row} for row in evaluation.rows]
     # Print in the paper's order whatever order the modes trained in.
     rows.sort(key=lambda row: TABLE_ORDER.index(row['mode']))
-    table = format_table(rows)
+    table = format_table(rows, None, label=row_label)
     print(table)
     payload = {
         'config': args.config, 'seed': config['seed'],

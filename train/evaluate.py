@@ -21,10 +21,10 @@ from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_chec
 from dense_ood_ros.metrics import (ConfusionMatrix, OODAccumulator, PerImageOODAccumulator,
                                    UndefinedMetricError)
 from dense_ood_ros.pipeline import DenseOODPipeline
-from dense_ood_ros.scores import SCORES
+from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
 
 # The rows of the paper's tables: each score at T = 1 and at its recommended temperature.
-DEFAULT_TEMPERATURES = {'msp': (1.0, 10.0), 'entropy': (1.0, 2.0)}
+TABLE_TEMPERATURES = {score: (1.0, t) for score, t in DEFAULT_TEMPERATURES.items()}
 
 # name -> (reader in train.data.registry, split); StreetHazards is scored per image.
 DATASETS = {
@@ -55,7 +55,7 @@ def settings_from_args(scores, temperatures):
     """Return the (score, temperature) rows: given temperatures for each score, or defaults."""
     rows = []
     for score in scores:
-        for temperature in temperatures or DEFAULT_TEMPERATURES[score]:
+        for temperature in temperatures or TABLE_TEMPERATURES[score]:
             if not temperature > 0:
                 raise ValueError(f'temperature must be positive, got {temperature}')
             rows.append((score, float(temperature)))
@@ -105,12 +105,16 @@ def _ood_or_none(accumulator):
         return {}
 
 
-def format_table(rows, model):
-    """Return the rows as the paper prints them: percent, one row per score and temperature."""
+def format_table(rows, model, *, label=None):
+    """Return the rows as the paper prints them: percent, one row per score and temperature.
+
+    `label(row)` names a row (default: the model, score and temperature).
+    """
+    label = label or (lambda row: f'{model} ({row["score"]}, T={row["temperature"]:g})')
     header = f'{"Model":<40} {"mIoU":>6} {"AP":>6} {"FPR95":>6} {"AUROC":>6}'
     lines = [header, '-' * len(header)]
     for row in rows:
-        name = f'{model} ({row["score"]}, T={row["temperature"]:g})'
+        name = label(row)
         cells = ['-' if row[key] is None else f'{100 * row[key]:.2f}'
                  for key in ('miou', 'ap', 'fpr95', 'auroc')]
         lines.append(f'{name:<40} ' + ' '.join(f'{c:>6}' for c in cells))
