@@ -1,7 +1,13 @@
-"""Write files atomically: a temporary file beside the target, fsync, then rename."""
+"""Write files atomically: a temporary file beside the target, fsync, then rename.
+
+Directories (a rosbag2, a dataset split) are finished beside the target and swapped in with
+replace_dir.
+"""
 
 import contextlib
 import os
+import pathlib
+import shutil
 import tempfile
 
 
@@ -25,3 +31,19 @@ def atomic_open(path, mode='wb', **kwargs):
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
         raise
+
+
+def replace_dir(new, target):
+    """Rename the finished directory `new` over `target`, removing any old `target` after.
+
+    The old directory is first renamed aside (a directory cannot be replaced by rename while
+    it holds files), so `target` is never a half-written mixture of old and new.
+    """
+    new, target = pathlib.Path(new), pathlib.Path(target)
+    old = None
+    if target.exists():
+        old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{target.name}.old.', dir=target.parent))
+        os.replace(target, old)  # onto the empty placeholder directory
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old)

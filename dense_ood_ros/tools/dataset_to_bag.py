@@ -9,7 +9,6 @@ ground truth, so its bag has only the camera topics and eval_stream cannot score
 """
 
 import argparse
-import os
 import pathlib
 import shutil
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
+from dense_ood_ros.atomic_file import replace_dir
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
 from dense_ood_ros.datasets.sample import FileDataset, natural_key, read_rgb, Sample
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, CAMERA_QOS,
@@ -156,7 +156,6 @@ def write_bag(samples, out, *, fps=10.0, storage=None, distro='jazzy', encoding=
     try:
         # The bag directory inside carries the final name: rosbags names its data file after it.
         staged = temp / out.name
-        count = 0
         with Writer(staged, version=DISTROS[distro].version,
                     storage_plugin=STORAGES[storage]) as writer:
             frames = _FrameWriter(writer, typestore_for(distro), encoding=encoding,
@@ -164,14 +163,10 @@ def write_bag(samples, out, *, fps=10.0, storage=None, distro='jazzy', encoding=
             for index in tqdm(range(len(samples)), desc='dataset_to_bag', unit='frame',
                               disable=not progress, file=sys.stderr):
                 frames.write(samples[index], start_ns + round(index * 1e9 / fps))
-                count += 1
-        if out.exists():
-            old = temp / '.replaced'
-            os.replace(out, old)
-        os.replace(staged, out)
+        replace_dir(staged, out)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    return count
+    return len(samples)
 
 
 def parse_args(argv):

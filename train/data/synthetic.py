@@ -4,7 +4,6 @@ import argparse
 import dataclasses
 import functools
 import operator
-import os
 import pathlib
 import shutil
 import sys
@@ -13,6 +12,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from dense_ood_ros.atomic_file import replace_dir
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 
 _ID = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}
@@ -1191,17 +1191,6 @@ def _write_png(path, array):
         raise OSError(f'could not write {path}')
 
 
-def _replace_dir(new, target):
-    """Rename a finished directory over ``target``, moving any old one aside first."""
-    old = None
-    if target.exists():
-        old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{target.name}.old.', dir=target.parent))
-        os.replace(target, old)  # rename onto the empty placeholder directory
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def write_lf_layout(root, *, num_images, height=256, width=512, seed=0, split='test'):
     """Write a split in the Fishyscapes Lost & Found layout and return the root path.
 
@@ -1226,7 +1215,7 @@ def write_lf_layout(root, *, num_images, height=256, width=512, seed=0, split='t
             _write_png(temp['labels_masks'] / file, scene.ood)
             _write_png(temp['semantic'] / file, scene.semantic)
         for name in LF_DIRS:
-            _replace_dir(temp[name], root / name)
+            replace_dir(temp[name], root / name)
     finally:
         for path in temp.values():
             shutil.rmtree(path, ignore_errors=True)
