@@ -25,18 +25,17 @@ class FrameStats:
         self.received = self.processed = self.dropped = self.rejected = 0
         self._last = (0, 0, None)
 
-    def count(self, name, amount=1):
-        """Add `amount` to the counter `name` (received, processed, dropped or rejected)."""
+    def count(self, name):
+        """Add one to the counter `name` (received, processed, dropped or rejected)."""
         with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
+            setattr(self, name, getattr(self, name) + 1)
 
-    def add_latency(self, *, since_stamp_ms, since_arrival_ms, inference_ms=None):
-        """Record the latencies of one processed frame (and its pipeline time, if known)."""
+    def add_latency(self, *, since_stamp_ms, since_arrival_ms, inference_ms):
+        """Record the latencies of one processed frame and its pipeline time."""
         with self._lock:
             self._latencies_ms.append(since_stamp_ms)
             self._processing_ms.append(since_arrival_ms)
-            if inference_ms is not None:
-                self._inference_ms.append(inference_ms)
+            self._inference_ms.append(inference_ms)
 
     def snapshot(self, now_s):
         """Return a dict of counters, rates since the last snapshot and latency percentiles."""

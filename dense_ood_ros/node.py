@@ -117,10 +117,9 @@ class PerceptionNode(Node):
                         for name in names]
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # A steady clock keeps diagnostics flowing under use_sim_time before /clock arrives.
-        self._diagnostics_timer = self.create_timer(
-            params['diagnostics_period'], self._publish_diagnostics,
-            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diagnostics_timer = self.create_timer(
+            params['diagnostics_period'], self._publish_diagnostics, clock=self._steady)
 
         self._worker = threading.Thread(target=self._work, name='perception_worker',
                                         daemon=True)
@@ -152,9 +151,9 @@ class PerceptionNode(Node):
             spec = node_params.PARAMETERS.get(parameter.name)
             if spec is None:
                 continue
+            # rclpy has already refused a value of the wrong type (parameters are declared
+            # with static types), so only the range and choice checks remain.
             value = parameter.value
-            if isinstance(spec.default, float) and isinstance(value, int):
-                value = float(value)
             reason = node_params.validate(parameter.name, value)
             if reason:
                 return SetParametersResult(successful=False,

@@ -1,6 +1,7 @@
 """Real-process ROS 2 test harness: the node in a subprocess, a client node in this one."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dense_ood_ros.image_codec import array_to_image
+from dense_ood_ros.tools.bag_format import stamp_to_ns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every output the node publishes is RELIABLE; a matching client sees each message.
@@ -29,7 +31,7 @@ def ros_environment(*, import_checkout=True):
     tested without it.
     """
     env = dict(os.environ)
-    env['ROS_DOMAIN_ID'] = os.environ['ROS_DOMAIN_ID']
+    assert 'ROS_DOMAIN_ID' in env, 'conftest sets a domain per test run'
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env['PYTHONUNBUFFERED'] = '1'
     if import_checkout:
@@ -73,7 +75,7 @@ class ChildProcess:
 
     def interrupt(self, timeout=20.0):
         """Send SIGINT as Ctrl-C would and return the exit code."""
-        self.process.send_signal(2)
+        self.process.send_signal(signal.SIGINT)
         return self.wait(timeout)
 
     def wait(self, timeout=60.0):
@@ -200,4 +202,4 @@ def frame_message(rgb, *, stamp_ns, frame_id='camera'):
 
 def stamp_ns(msg):
     """Return a message header's stamp in nanoseconds."""
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)

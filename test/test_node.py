@@ -156,7 +156,9 @@ def test_malformed_frames_are_rejected_and_good_frames_still_served(
 def _set_parameter(client, name, value):
     service = client.node.create_client(SetParameters, '/perception_node/set_parameters')
     assert service.wait_for_service(timeout_sec=20.0)
-    value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    value_msg = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+                 if isinstance(value, int) else
+                 ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
     future = service.call_async(SetParameters.Request(
         parameters=[ParameterMsg(name=name, value=value_msg)]))
     assert client.spin_until(future.done, timeout=20.0)
@@ -178,6 +180,8 @@ def test_threshold_changes_at_run_time_and_invalid_values_are_refused(client,
         assert not refused.successful and 'overlay_alpha' in refused.reason
         refused = _set_parameter(client, 'threshold', float('nan'))
         assert not refused.successful and 'threshold' in refused.reason
+        # Statically typed: rclpy itself refuses an integer for a double parameter.
+        assert not _set_parameter(client, 'threshold', 1).successful
     assert everything.min() == 255
     assert nothing.max() == 0
 
