@@ -33,9 +33,13 @@ LF_DIRS = ('images', 'labels_masks', 'semantic')
 _TEXTURE_AMPLITUDE = np.array([
     (0.0, 0.0, 0.0), (0.005, 0.0, 0.0), (0.06, 0.03, 0.05), (0.05, 0.04, 0.05),
     (0.05, 0.04, 0.05), (0.16, 0.14, 0.10), (0.22, 0.22, 0.06), (0.03, 0.04, 0.06),
-    (0.02, 0.01, 0.02), (0.02, 0.03, 0.05), (0.05, 0.05, 0.0), (0.32, 0.12, 0.04),
-    (0.05, 0.03, 0.02), (0.10, 0.08, 0.04), (0.06, 0.03, 0.0),
+    (0.02, 0.01, 0.02), (0.02, 0.03, 0.05), (0.05, 0.05, 0.0), (0.06, 0.05, 0.04),
+    (0.05, 0.03, 0.02), (0.04, 0.04, 0.03), (0.06, 0.03, 0.0),
 ], np.float32)
+# The anomaly-only grains (fur, debris) are as fine as cloth: real road obstacles (boxes, tyres,
+# bins, toys) are smooth, shaded surfaces, and a grain far above every inlier material's would
+# make "high-frequency energy" the cue that finds them, which Gaussian-noise patches teach
+# directly (DESIGN.md section 4, "A fair proxy").
 
 # Training scenes use these colours; the vivid anomaly palette below stays clear of them.
 _BUILDING_COLOURS = ((200, 185, 160), (150, 70, 55), (120, 120, 125), (225, 220, 210),
@@ -747,8 +751,9 @@ def _pattern(rng, shape, first, second, scale, style):
     """Stripes, checkers, dots or plain paint; road-like objects get a partial stripe only."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    kind = rng.choice(['stripes', 'checker', 'dots', 'plain'])
-    period = max(3.0, scale * rng.uniform(0.15, 0.4))
+    # Mostly plain paint and coarse prints, like real crates and cartons (see _TEXTURE_AMPLITUDE).
+    kind = rng.choice(['stripes', 'checker', 'dots', 'plain'], p=[0.2, 0.1, 0.1, 0.6])
+    period = max(4.0, scale * rng.uniform(0.35, 0.7))
     if kind == 'stripes' or style == 'roadlike':
         angle = rng.uniform(0, np.pi)
         mask = ((xx * np.cos(angle) + yy * np.sin(angle)) / period % 1) < 0.5
@@ -839,7 +844,7 @@ def _draw_animal(canvas, geo, rng, *, u, z, size, style, sign, shade, inst, road
     colours[:] = first
     if style == 'vivid' and rng.random() < 0.5:
         colours[clumps > 0.6] = second  # patches like a cow or a tabby
-    colours *= (1 + 0.25 * fur + 0.15 * clumps)[..., None]
+    colours *= (1 + 0.05 * fur + 0.15 * clumps)[..., None]
     tex = TEX_ASPHALT if style == 'roadlike' else TEX_FUR
     canvas.paint(_local_mask(polys, box), box[:2], np.clip(colours, 0, 255) * shade, z, VOID,
                  tex, inst)
@@ -914,7 +919,7 @@ def _plan_anomalies(rng, geo, vehicles, relaxed=False):
     zmin = geo.bottom_depth * 1.15
     for _ in range(rng.integers(1, 4)):
         kind = ANOMALY_KINDS[rng.integers(len(ANOMALY_KINDS))]
-        style = rng.choice(['vivid', 'grey', 'roadlike'], p=[0.5, 0.3, 0.2])
+        style = rng.choice(['vivid', 'grey', 'roadlike'], p=[0.4, 0.35, 0.25])
         size = rng.uniform(*_ANOMALY_SIZE[kind])
         # Far enough to be small, but at least ~6 px tall/wide, as in Lost & Found.
         zmax = max(min(50.0, geo.focal * size / 6), zmin * 1.01)
