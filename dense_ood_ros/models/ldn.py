@@ -36,32 +36,40 @@ def _upsample_to(x, reference):
     return F.interpolate(x, size=reference.shape[-2:], mode='bilinear', align_corners=False)
 
 
-@contextlib.contextmanager
-def _running_stats_frozen(module):
+class _RunningStatsFrozen:
     """Stop batch norms inside `module` from updating their running statistics.
 
     Checkpoint recomputation runs the forward pass a second time; without this every batch
     norm would fold the same batch into its running mean/var twice.  A momentum of zero
     leaves the running statistics bit-identical while the batch norm still normalises with
     batch statistics and saves the same tensors for backward (checkpointing checks that);
-    the batch counter it still bumps is restored afterwards.
+    the batch counter it still bumps is restored afterwards.  A class rather than a
+    generator context: a step that back-propagates twice through one graph (train.step's
+    'pasted' flow signal) recomputes, and so enters this context, twice.
     """
-    norms = [m for m in module.modules()
-             if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
-    saved = [(norm.momentum, norm.num_batches_tracked.clone()) for norm in norms]
-    for norm in norms:
-        norm.momentum = 0.0
-    try:
-        yield
-    finally:
-        for norm, (momentum, counter) in zip(norms, saved):
+
+    def __init__(self, module):
+        self.norms = [m for m in module.modules()
+                      if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+        self.saved = []
+
+    def __enter__(self):
+        self.saved.append([(norm.momentum, norm.num_batches_tracked.clone())
+                           for norm in self.norms])
+        for norm in self.norms:
+            norm.momentum = 0.0
+        return self
+
+    def __exit__(self, *exc_info):
+        for norm, (momentum, counter) in zip(self.norms, self.saved.pop()):
             norm.momentum = momentum
             norm.num_batches_tracked.copy_(counter)
+        return False
 
 
 def _checkpoint_contexts(module):
     """Return the (forward, recompute) contexts for checkpointing `module`."""
-    return contextlib.nullcontext(), _running_stats_frozen(module)
+    return contextlib.nullcontext(), _RunningStatsFrozen(module)
 
 
 def _call(module, *inputs, checkpointing):
