@@ -96,6 +96,24 @@ def test_resume_continues_exactly(tmp_path):
     assert (straight.scheduler.get_last_lr() == resumed.scheduler.get_last_lr())
 
 
+@pytest.mark.parametrize('signal', ['pasted', 'full'])
+def test_probing_the_flow_every_step_leaves_the_trajectory_bit_identical(tmp_path, signal):
+    # log.interval 1 probes every step; 1000 probes none of these 4.
+    probed = JointTrainer(tiny_config(4, log__interval=1, outliers__flow_signal=signal),
+                          out_dir=tmp_path / 'probed').run()
+    quiet = JointTrainer(tiny_config(4, log__interval=1000, outliers__flow_signal=signal),
+                         out_dir=tmp_path / 'quiet').run()
+    for model in ('segmenter', 'flow'):
+        first, second = _states(probed)[model], _states(quiet)[model]
+        assert all(torch.equal(first[key], second[key]) for key in first), model
+    with open(tmp_path / 'probed' / 'scalars.csv', encoding='utf-8') as stream:
+        rows = [row for row in csv.DictReader(stream) if row['grad_flow_kl']]
+    assert len(rows) == 4
+    for row in rows:
+        for column in joint.PROBE_COLUMNS:
+            assert math.isfinite(float(row[column])) and float(row[column]) > 0, column
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     trainer = JointTrainer(tiny_config(2), out_dir=tmp_path).run(stop_after=1)
     other = JointTrainer(tiny_config(2, outliers__mode='noise'), out_dir=tmp_path)

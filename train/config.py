@@ -22,6 +22,7 @@ TASKS = ('dense', 'classify')
 TASK_ARCHS = {'dense': 'ldn121', 'classify': 'vgg13_bn'}
 VGG_INPUT_SIDE = 32
 OUTLIER_MODES = ('rnvp', 'noise', 'none')
+FLOW_SIGNALS = ('pasted', 'full')
 AMP_MODES = ('off', 'bf16', 'fp16')
 
 # The paper's Cityscapes run (section 5.2); the files in config/ spell every key out anyway.
@@ -62,6 +63,10 @@ DEFAULTS = {
     },
     'outliers': {
         'mode': 'rnvp',
+        # What of Lseg reaches the flow (DESIGN.md section 4): 'pasted', the KL term on the
+        # pasted pixels only (the paper's stated intent), or 'full', the whole of Eq. 4
+        # (Algorithm 2 read literally). Either is summed over an image's pixels.
+        'flow_signal': 'pasted',
         'lambda': 1.0e-3,
         'size_min': 64,
         'size_max': 144,
@@ -209,6 +214,7 @@ CHECKS = {
     'flow.num_blocks': _int_at_least(1),
     'flow.checkpointing': _boolean,
     'outliers.mode': _choice(OUTLIER_MODES),
+    'outliers.flow_signal': _choice(FLOW_SIGNALS),
     'outliers.lambda': _non_negative_number,
     'outliers.size_min': _int_at_least(1),
     'outliers.size_max': _int_at_least(1),

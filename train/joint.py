@@ -43,7 +43,9 @@ from train.logging_utils import (
     ScalarLogger, current_memory_mb, peak_memory_mb, save_flow_samples)
 from train.outliers import OutlierSettings
 from train.paste import fit_size
-from train.step import Amp, LocalSync, Normalizer, Optimizers, step_randomness, train_step
+from train.step import (
+    Amp, LocalSync, Normalizer, Optimizers, apply_losses, compute_losses, flow_gradient_norms,
+    sample_nll, step_randomness)
 from train.transforms import training_transform
 from train.evaluate import evaluate
 
@@ -53,9 +55,14 @@ MAX_CONSECUTIVE_SKIPS = 10
 # Config keys a resumed run may change: they affect what is logged, not what is learnt.
 RESUMABLE_CHANGES = ('log.', 'validation.', 'data.num_workers', 'device', 'export.')
 
+# What the flow hears, probed on the log row's step (train.step.flow_gradient_norms): the
+# gradient norm from each source, the softmax entropy on pasted pixels and the flow's NLL of
+# its own samples (nll_samples) next to that of the real patches they replaced (nll).
+PROBE_COLUMNS = ('grad_flow_ce', 'grad_flow_kl', 'grad_flow_nll', 'pasted_entropy',
+                 'nll_samples')
 SCALAR_COLUMNS = ('loss', 'ce', 'kl', 'nll', 'size', 'lr_backbone', 'lr_upsampling', 'lr_flow',
-                  'it_per_s', 'memory_mb', 'skipped_steps', 'val_miou', 'val_pixel_accuracy',
-                  'val_ap', 'val_fpr95', 'val_auroc')
+                  'it_per_s', 'memory_mb', 'skipped_steps', *PROBE_COLUMNS, 'val_miou',
+                  'val_pixel_accuracy', 'val_ap', 'val_fpr95', 'val_auroc')
 
 _AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -131,10 +138,13 @@ class _Window:
         self.sums, self.counts = {}, {}
         self.start = time.perf_counter()
         self.steps = 0
+        self.probes = {}
 
     def add(self, result):
         self.steps += 1
-        for key in ('loss', 'ce', 'kl', 'nll', 'size'):
+        if result.probes:
+            self.probes = dict(result.probes)
+        for key in ('loss', 'ce', 'kl', 'nll', 'size', 'entropy'):
             value = getattr(result, key)
             if not result.skipped and not math.isnan(value):
                 self.sums[key] = self.sums.get(key, 0.0) + value
@@ -252,11 +262,28 @@ class JointTrainer:
         return {key: math.nan if value is None else value for key, value in metrics.items()}
 
     def _step(self, images, labels, randomness):
-        """Run one update of both models; return the StepResult."""
-        return train_step(self.model, self.flow, images, labels, outliers=self.outliers,
-                          randomness=randomness, optimizers=self.optimizers,
-                          normalize=self.normalize, amp=self.amp, sync=self.sync,
-                          ignore_index=IGNORE_INDEX)
+        """Run one update of both models; return the StepResult.
+
+        On the step whose scalars open a log row, the flow's gradient sources are probed
+        first (read-only: the update that follows is the one that runs without probing).
+        """
+        self.optimizers.zero_grad()
+        losses = compute_losses(self.model, self.flow, images, labels, outliers=self.outliers,
+                                randomness=randomness, normalize=self.normalize, amp=self.amp,
+                                ignore_index=IGNORE_INDEX)
+        probes = None
+        if self.env.is_main and self._probe_due():
+            norms = flow_gradient_norms(losses, self.flow)
+            probes = {f'grad_flow_{name}': value for name, value in norms.items()}
+            probes['nll_samples'] = sample_nll(losses, self.flow)
+        result = apply_losses(losses, flow=self.flow, optimizers=self.optimizers,
+                              sync=self.sync)
+        result.probes = probes
+        return result
+
+    def _probe_due(self):
+        """Return whether the step about to run is the last one of a log row."""
+        return (self.iteration + 1) % self.config['log']['interval'] == 0
 
     # -- resume -----------------------------------------------------------------------------
 
@@ -446,7 +473,10 @@ class JointTrainer:
                 **{key: means.get(key, math.nan) for key in ('loss', 'ce', 'kl', 'nll',
                                                              'size')},
                 **self._learning_rates(), 'it_per_s': window.rate(),
-                'memory_mb': peak_memory_mb(self.device), 'skipped_steps': self.skipped_steps})
+                'memory_mb': peak_memory_mb(self.device), 'skipped_steps': self.skipped_steps,
+                'pasted_entropy': means.get('entropy', math.nan),
+                **{key: window.probes.get(key, math.nan) for key in PROBE_COLUMNS
+                   if key != 'pasted_entropy'}})
         if self._due(log['sample_interval']):
             self.save_samples()
         if (self._due(self.config['validation']['interval'])

@@ -15,7 +15,10 @@ class SegmentationLoss:
 
     `ce` is the mean cross-entropy over inlier pixels and `kl` the mean KL(U || P) over
     pasted pixels (NaN-free zeros when a set is empty); `num_inliers` and `num_outliers`
-    count the pixels of each term.
+    count the pixels of each term. `ce_sum` and `kl_sum` are the two sums of Eq. 4 with
+    their graph (lambda not applied), for what reaches the flow; `entropy` is the mean
+    softmax entropy (nats) on pasted pixels, detached. The three are None where a loss has
+    no such parts (Algorithm 1's).
     """
 
     loss: torch.Tensor
@@ -23,6 +26,9 @@ class SegmentationLoss:
     kl: torch.Tensor
     num_inliers: int
     num_outliers: int
+    ce_sum: torch.Tensor = None
+    kl_sum: torch.Tensor = None
+    entropy: torch.Tensor = None
 
 
 def kl_to_uniform(log_probs):
@@ -57,12 +63,17 @@ def segmentation_loss(logits, labels, outlier_mask, *, lam, ignore_index=IGNORE_
     num_outliers = int(outlier_mask.sum())
     count = max(num_inliers + num_outliers, 1)
     loss = (ce_sum + lam * kl_sum) / count
+    with torch.no_grad():
+        # H(P) = -sum_k P_k log P_k; a logged diagnostic, never part of the loss.
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1)
+        entropy = torch.where(outlier_mask, entropy, torch.zeros_like(entropy)).sum()
     return SegmentationLoss(
         loss=loss,
         ce=ce_sum.detach() / max(num_inliers, 1),
         kl=kl_sum.detach() / max(num_outliers, 1),
         num_inliers=num_inliers,
-        num_outliers=num_outliers)
+        num_outliers=num_outliers,
+        ce_sum=ce_sum, kl_sum=kl_sum, entropy=entropy / max(num_outliers, 1))
 
 
 def dequantize(patches, *, generator):

@@ -14,6 +14,8 @@ class OutlierSettings:
     `mode` is 'rnvp' (the paper's method), 'noise' (Gaussian noise patches clipped to
     [0, 1], the "LDN + noise" baseline) or 'none' (plain cross-entropy, the MSP baseline).
     `sizes` are the candidate patch sides, one drawn per step; `lam` weighs the KL term.
+    `flow_signal` says what of Lseg reaches the flow in the dense task: 'pasted' (the KL
+    term on pasted pixels) or 'full' (all of Eq. 4, through the receptive field too).
     """
 
     mode: str
@@ -21,6 +23,7 @@ class OutlierSettings:
     lam: float
     noise_mean: float = 0.5
     noise_std: float = 0.25
+    flow_signal: str = 'pasted'
 
     @classmethod
     def from_config(cls, config):
@@ -28,7 +31,7 @@ class OutlierSettings:
         section = config['outliers']
         return cls(mode=section['mode'], sizes=tuple(outlier_sizes(config)),
                    lam=section['lambda'], noise_mean=section['noise_mean'],
-                   noise_std=section['noise_std'])
+                   noise_std=section['noise_std'], flow_signal=section['flow_signal'])
 
     @property
     def pastes(self):

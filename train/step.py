@@ -78,19 +78,45 @@ class Amp:
 
 
 @dataclasses.dataclass
+class FlowLink:
+    """How Lseg reaches the flow in the dense task: through a leaf standing in for its samples.
+
+    The segmenter sees `leaf`, a detached copy of the flow's `samples` that requires grad;
+    the gradient that arrives at `leaf` is then pushed into the flow by hand. Cutting the
+    graph there is what lets a step choose which terms of Eq. 4 the flow hears (`signal`),
+    and at what scale, without changing what the segmenter learns. What reaches the flow is
+    Eq. 4 as the paper writes it, a sum over one image's pixels (averaged over the batch),
+    rather than Lseg's per-pixel mean: see DESIGN.md section 4 for the measured reason.
+    """
+
+    samples: torch.Tensor  # (N, 3, s, s) flow samples with their graph
+    leaf: torch.Tensor     # the same values, detached, requires_grad
+    signal: str            # 'pasted' (lambda * KL on pasted pixels) or 'full' (all of Eq. 4)
+    lam: float
+    batch_size: int
+
+    def flow_objective_parts(self, seg):
+        """Return {name: term} of Eq. 4 as the flow hears them (sums per image)."""
+        return {'ce': seg.ce_sum / self.batch_size,
+                'kl': self.lam * seg.kl_sum / self.batch_size}
+
+
+@dataclasses.dataclass
 class Losses:
     """The differentiable losses of one step and what was pasted."""
 
     seg: object           # train.losses.SegmentationLoss
     nll: torch.Tensor     # LRNVP in bits/dim, None unless mode == 'rnvp'
     size: int             # pasted side length, 0 when nothing was pasted
+    link: FlowLink = None  # dense task with RealNVP outliers; None for one plain backward
 
     @property
     def total(self):
         """Return Lseg + LRNVP: one backward gives each model exactly its gradients.
 
-        The segmenter only appears in Lseg (x' is detached), so it receives grad(Lseg);
-        the flow receives grad(LRNVP) + grad(Lseg) through the pasted pixels.
+        Used when `link` is None: the segmenter only appears in Lseg (x' is detached), so it
+        receives grad(Lseg); the flow receives grad(LRNVP) + grad(Lseg) through whatever
+        samples it made.
         """
         return self.seg.loss if self.nll is None else self.seg.loss + self.nll
 
@@ -106,7 +132,7 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
     amp = amp or Amp()
     batch, _, height, width = images.shape
     mask = torch.zeros((batch, height, width), dtype=torch.bool, device=images.device)
-    size, replaced = 0, None
+    size, replaced, link = 0, None, None
     if outliers.pastes:
         divisor = flow.size_divisor if outliers.mode == 'rnvp' else 1
         size = fit_size(draw_size(outliers.sizes, generator=randomness.size), height, width,
@@ -115,6 +141,10 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
                                      generator=randomness.position)
         patches = make_patches(outliers, flow=flow, batch_size=batch, size=size,
                                generator=randomness.tensor, device=images.device)
+        if outliers.mode == 'rnvp':
+            link = FlowLink(samples=patches, leaf=patches.detach().requires_grad_(),
+                            signal=outliers.flow_signal, lam=outliers.lam, batch_size=batch)
+            patches = link.leaf
         pasted = paste(images, patches, positions)
         images, mask, replaced = pasted.images, pasted.mask, pasted.replaced
     with amp.autocast():
@@ -123,7 +153,7 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
     nll = None
     if outliers.mode == 'rnvp':
         nll = flow_nll(flow, replaced, generator=randomness.tensor)
-    return Losses(seg=seg, nll=nll, size=size)
+    return Losses(seg=seg, nll=nll, size=size, link=link)
 
 
 @dataclasses.dataclass
@@ -165,6 +195,8 @@ class StepResult:
     kl: float
     nll: float
     size: int
+    entropy: float = math.nan  # mean softmax entropy on pasted pixels (nats)
+    probes: dict = None        # flow gradient probes, on the steps that take them
 
 
 def train_step(segmenter, flow, images, labels, *, outliers, randomness, optimizers,
@@ -201,7 +233,9 @@ def apply_losses(losses, *, flow, optimizers, sync=None):
         skipped=False, loss=float(losses.seg.loss.detach()), ce=float(losses.seg.ce),
         kl=float(losses.seg.kl) if losses.size else math.nan,
         nll=float(losses.nll.detach()) if losses.nll is not None else math.nan,
-        size=losses.size)
+        size=losses.size,
+        entropy=(float(losses.seg.entropy) if losses.size and losses.seg.entropy is not None
+                 else math.nan))
     if not sync.all_true(finite):
         # Free the graph now; nothing has touched a gradient yet.
         del losses, total
@@ -209,7 +243,10 @@ def apply_losses(losses, *, flow, optimizers, sync=None):
         result.skipped = True
         return result
     scaler = optimizers.scaler
-    (scaler.scale(total) if scaler is not None else total).backward()
+    if losses.link is None:
+        (scaler.scale(total) if scaler is not None else total).backward()
+    else:
+        _backward_linked(losses, scaler)
     if flow is not None and optimizers.flow is not None:
         sync.average_gradients(flow.parameters())
     if scaler is not None:
@@ -222,3 +259,74 @@ def apply_losses(losses, *, flow, optimizers, sync=None):
         for opt in optimizers.all():
             opt.step()
     return result
+
+
+def _backward_linked(losses, scaler):
+    """Back-propagate a dense RealNVP step whose samples reach the segmenter through a leaf.
+
+    The segmenter gets grad(Lseg) from one backward pass, as without the link. The flow gets
+    grad(LRNVP) plus the gradient of its chosen part of Eq. 4 (FlowLink) pushed through its
+    samples. 'full' reuses the gradient Lseg leaves on the leaf (Lseg's per-pixel mean times
+    count / batch size is the per-image sum); 'pasted' needs a second backward pass through
+    the segmenter for the KL term alone. Every term carries the AMP scale, so one unscale
+    per optimizer removes it from both models' gradients.
+    """
+    link, seg = losses.link, losses.seg
+
+    def scaled(value):
+        return scaler.scale(value) if scaler is not None else value
+
+    if link.signal == 'pasted':
+        (to_flow,) = torch.autograd.grad(
+            scaled(link.flow_objective_parts(seg)['kl']), link.leaf, retain_graph=True)
+        scaled(seg.loss).backward()
+    else:
+        scaled(seg.loss).backward()
+        count = max(seg.num_inliers + seg.num_outliers, 1)
+        to_flow = link.leaf.grad * (count / link.batch_size)
+    flow_objective = (link.samples * to_flow.to(link.samples.dtype)).sum()
+    if losses.nll is not None:
+        flow_objective = flow_objective + scaled(losses.nll)
+    flow_objective.backward()
+
+
+def flow_gradient_norms(losses, flow):
+    """Return the norms of the gradient reaching the flow's parameters from each source.
+
+    {'ce': inlier cross-entropy, 'kl': lambda * KL on pasted pixels, 'nll': LRNVP}, each as
+    the flow would hear it (FlowLink's per-image sums), whichever flow_signal trains. Uses
+    torch.autograd.grad with the graph retained, so no .grad is touched and the step that
+    follows is exactly the step that would have run without the probe. Empty for steps
+    without a FlowLink.
+    """
+    link = losses.link
+    if link is None:
+        return {}
+    params = [p for p in flow.parameters() if p.requires_grad]
+    norms = {}
+    for name, term in link.flow_objective_parts(losses.seg).items():
+        (at_leaf,) = torch.autograd.grad(term, link.leaf, retain_graph=True)
+        grads = torch.autograd.grad(link.samples, params, grad_outputs=at_leaf,
+                                    retain_graph=True, allow_unused=True)
+        norms[name] = _norm(grads)
+    if losses.nll is not None:
+        norms['nll'] = _norm(torch.autograd.grad(losses.nll, params, retain_graph=True,
+                                                 allow_unused=True))
+    return norms
+
+
+def _norm(grads):
+    return float(torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.float()) for g in grads if g is not None])))
+
+
+@torch.no_grad()
+def sample_nll(losses, flow):
+    """Return the flow's NLL (bits/dim) of its own samples in this step, or NaN.
+
+    Next to LRNVP (the NLL of the real patches they replaced) it says whether the samples
+    sit inside the flow's model of the data or at its border.
+    """
+    if losses.link is None:
+        return math.nan
+    return float(flow.nll_bits_per_dim(losses.link.samples.detach(), dequantize=False))
