@@ -30,7 +30,8 @@ demo: venv
 bench: venv
 	$(PY) benchmarks/run_all.py
 
-# Table 3 in miniature: three trainings on the synthetic world (about 35 minutes on 2 CPU cores).
+# Table 3 in miniature: 3 seeds x 4 variants on the synthetic world, two runs at a time
+# (about 100 minutes on 2 CPU cores; interrupted runs resume).
 reproduce: venv
 	$(PY) benchmarks/reproduce_table3.py
 
