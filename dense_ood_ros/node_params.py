@@ -3,7 +3,7 @@
 import dataclasses
 import math
 
-from dense_ood_ros.pipeline import PIPELINE_PARAMETER_DEFAULTS
+from dense_ood_ros.pipeline import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_MODES
 from dense_ood_ros.scores import SCORES
 
 RELIABILITIES = ('best_effort', 'reliable')
@@ -27,6 +27,10 @@ PARAMETERS = {
     'input_short_edge': ParameterSpec(
         PIPELINE_PARAMETER_DEFAULTS['input_short_edge'],
         'Network input short side in pixels; 0 takes the checkpoint value.'),
+    'upsample': ParameterSpec(
+        PIPELINE_PARAMETER_DEFAULTS['upsample'],
+        'logits: upsample logits to the frame before argmax and score (the paper); scores: '
+        'compute both at network resolution and resize them (cheaper on a CPU).'),
     'score': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['score'],
                            "Anomaly score, msp or entropy; '' takes the checkpoint default.",
                            dynamic=True),
@@ -55,6 +59,8 @@ def validate(name, value):
         'checkpoint': lambda v: None if v else 'a checkpoint path is required',
         'device': _check_device,
         'input_short_edge': lambda v: None if v == 0 or v >= 32 else 'must be 0 or >= 32',
+        'upsample': lambda v: (None if v in UPSAMPLE_MODES
+                               else f'must be one of {UPSAMPLE_MODES}'),
         'score': lambda v: None if v in ('',) + SCORES else f'must be one of {SCORES}',
         'temperature': lambda v: None if math.isfinite(v) and v >= 0 else 'must be >= 0',
         'threshold': lambda v: None if math.isfinite(v) else 'must be finite',

@@ -14,6 +14,8 @@ from dense_ood_ros.scores import SCORES, anomaly_score
 
 # LDN-121 downsamples by 32; padding to a multiple keeps every ladder skip aligned.
 STRIDE = 32
+# What is brought to the frame's resolution: the logits (the paper) or the final maps.
+UPSAMPLE_MODES = ('logits', 'scores')
 
 
 @dataclasses.dataclass
@@ -67,11 +69,18 @@ class DenseOODPipeline:
     """One forward pass of a segmenter per frame, turned into labels and anomaly outputs.
 
     `score`, `temperature` and `threshold` may be changed between calls (the node exposes
-    them as dynamic parameters); each assignment is validated.
+    them as dynamic parameters); each assignment is validated. `upsample` 'logits' (the
+    paper's way, default) upsamples the logits bilinearly to the frame's resolution before
+    the argmax and the score; 'scores' computes both at the network's resolution and resizes
+    them (cheaper at camera resolution; docs/method.md gives the cost and the effect).
     """
 
     def __init__(self, model, *, class_names, mean, std, input_short_edge, palette=None,
-                 score='msp', temperature=10.0, threshold=0.5, device='cpu', half=False):
+                 score='msp', temperature=10.0, threshold=0.5, device='cpu', half=False,
+                 upsample='logits'):
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f'upsample {upsample!r}: expected one of {UPSAMPLE_MODES}')
+        self.upsample = upsample
         self.device = resolve_device(device)
         if half and self.device.type != 'cuda':
             raise ValueError('half precision needs a CUDA device; use half=False on CPU')
@@ -99,7 +108,8 @@ class DenseOODPipeline:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, *, device='auto', half=False, input_short_edge=None,
-                        score=None, temperature=None, threshold=None, path='<memory>'):
+                        score=None, temperature=None, threshold=None, path='<memory>',
+                        upsample='logits'):
         """Build from a checkpoint path or Checkpoint; unset arguments come from its metadata.
 
         `temperature` defaults to the checkpoint's temperature for the chosen score; `path`
@@ -116,7 +126,8 @@ class DenseOODPipeline:
             mean=checkpoint.mean, std=checkpoint.std, device=device, half=half,
             input_short_edge=input_short_edge or checkpoint.input_short_edge, score=score,
             temperature=temperature or checkpoint.temperatures[score],
-            threshold=checkpoint.threshold if threshold is None else threshold)
+            threshold=checkpoint.threshold if threshold is None else threshold,
+            upsample=upsample)
 
     @property
     def score(self):
@@ -170,10 +181,10 @@ class DenseOODPipeline:
             settings = self._score, self._temperature, self._threshold
         results = [None] * len(frames)
         for size, indices in groups.items():
-            scores, labels = self._forward([frames[i] for i in indices], size, *settings[:2])
-            for row, index in enumerate(indices):
-                results[index] = self._to_input_resolution(
-                    frames[index], scores[row], labels[row], settings[2])
+            outputs = self._forward([frames[i] for i in indices], size, *settings[:2])
+            for (score, labels), index in zip(outputs, indices):
+                results[index] = self._to_input_resolution(frames[index], score, labels,
+                                                           settings[2])
         return results
 
     def preprocess(self, frames, size):
@@ -193,12 +204,28 @@ class DenseOODPipeline:
 
     @torch.inference_mode()
     def _forward(self, frames, size, score_name, temperature):
+        """Return [(score, labels)] per frame, both at that frame's own resolution."""
         logits = self._logits(frames, size)
-        score = anomaly_score(logits, score=score_name, temperature=temperature)
-        return score.float().cpu().numpy(), self._labels(logits)
+        out = []
+        for row, rgb in enumerate(frames):
+            full = self._at_resolution(logits[row:row + 1], rgb.shape[:2])
+            score = anomaly_score(full, score=score_name, temperature=temperature)
+            out.append((score[0].float().cpu().numpy(), self._labels(full)[0]))
+        return out
 
     def _logits(self, frames, size):
         return self.model(self.preprocess(frames, size))[:, :, :size[0], :size[1]]
+
+    def _at_resolution(self, logits, shape):
+        """Return (1, K, H, W) logits bilinearly upsampled to `shape`, as the paper does.
+
+        Scores and labels then come from the upsampled logits; with upsample 'scores' the old
+        shortcut (score and argmax at network resolution, then resized) is kept instead.
+        """
+        if self.upsample == 'logits' and tuple(logits.shape[-2:]) != tuple(shape):
+            logits = F.interpolate(logits, size=tuple(shape), mode='bilinear',
+                                   align_corners=False)
+        return logits
 
     @staticmethod
     def _labels(logits):
@@ -222,6 +249,7 @@ class DenseOODPipeline:
         check_rgb(rgb)
         height, width = rgb.shape[:2]
         logits = self._logits([rgb], network_size(height, width, self.input_short_edge))
+        logits = self._at_resolution(logits, (height, width))
         maps = [anomaly_score(logits, score=name, temperature=temperature)[0].float().cpu()
                 .numpy() for name, temperature in settings]
         return (resize_labels(self._labels(logits)[0], height, width),
@@ -246,7 +274,7 @@ def resize_labels(labels, height, width):
 # Zero, an empty string or a negative threshold mean: take the checkpoint's value.
 PIPELINE_PARAMETER_DEFAULTS = {
     'device': 'auto', 'half': False, 'input_short_edge': 0, 'score': '',
-    'temperature': 0.0, 'threshold': -1.0,
+    'temperature': 0.0, 'threshold': -1.0, 'upsample': 'logits',
 }
 
 
@@ -275,4 +303,4 @@ def pipeline_from_params(checkpoint, params, *, path='<memory>'):
     return DenseOODPipeline.from_checkpoint(
         checkpoint, device=values['device'], half=bool(values['half']),
         input_short_edge=int(values['input_short_edge']) or None, score=score,
-        temperature=temperature, threshold=threshold, path=path)
+        temperature=temperature, threshold=threshold, path=path, upsample=values['upsample'])

@@ -51,10 +51,20 @@ def test_outputs_equal_a_hand_run_of_the_model(tiny_checkpoint_path):
     labels = logits.argmax(1)[0].numpy().astype(np.uint8)
 
     result = pipe.infer(rgb)
+    # The paper's way: logits upsampled bilinearly to the frame, then score and argmax.
+    full = torch.nn.functional.interpolate(logits, size=(96, 150), mode='bilinear',
+                                           align_corners=False)
+    np.testing.assert_allclose(result.score, entropy(full, 2.0)[0].numpy(), atol=1e-4)
+    assert (result.labels != full.argmax(1)[0].numpy()).mean() < 1e-3
+    # The cheaper 'scores' mode resizes the network-resolution maps instead.
+    shortcut = DenseOODPipeline.from_checkpoint(ckpt, device='cpu', score='entropy',
+                                                temperature=2.0, threshold=0.9,
+                                                upsample='scores').infer(rgb)
     expected_score = cv2.resize(score, (150, 96), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(result.score, expected_score, atol=1e-4)
+    np.testing.assert_allclose(shortcut.score, expected_score, atol=1e-4)
     expected_labels = cv2.resize(labels, (150, 96), interpolation=cv2.INTER_NEAREST)
-    assert (result.labels != expected_labels).mean() < 1e-3
+    assert (shortcut.labels != expected_labels).mean() < 1e-3
+    assert not np.allclose(shortcut.score, result.score, atol=1e-4)
     np.testing.assert_array_equal(result.mask, result.score > 0.9)
     np.testing.assert_array_equal(result.open_set[result.mask], 3)
     np.testing.assert_array_equal(result.open_set[~result.mask], result.labels[~result.mask])
