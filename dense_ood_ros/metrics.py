@@ -99,6 +99,26 @@ def _metrics_from_sorted(pos, neg):
     return {'ap': ap, 'fpr95': fpr95, 'auroc': auroc}
 
 
+def _fpr_at_recall_closest(pos, neg, level=TPR_TARGET):
+    """Return the FPR by StreetHazards' own rule (anomaly-seg's ``fpr_and_fdr_at_recall``).
+
+    That rule takes the TPR level closest to `level` among the thresholds from the highest
+    one keeping every outlier upward (ties between two levels go to the higher TPR), and at
+    that level the lowest threshold, i.e. the largest FPR. Per distinct outlier score v_i
+    (ascending) the TPR of thresholds in (v_{i-1}, v_i] is constant and the lowest of them
+    counts the inliers above v_{i-1}; for v_0 the threshold is v_0 itself.
+    """
+    n_pos, n_neg = pos.size, neg.size
+    starts, _, tps, _, neg_below, neg_at_or_below = _roc_groups(pos, neg)
+    recall = tps / n_pos
+    fps = np.empty(starts.size, dtype=np.int64)
+    fps[0] = n_neg - neg_below[0]
+    fps[1:] = n_neg - neg_at_or_below[:-1]
+    # argmin takes the first minimum: ascending thresholds, so the higher TPR wins a tie.
+    cutoff = int(np.argmin(np.abs(recall - level)))
+    return float(fps[cutoff] / n_neg)
+
+
 def _roc_groups(pos, neg):
     """Return per distinct positive score: (first index, count, TP, FP, negatives below, at).
 
@@ -272,7 +292,10 @@ class OODAccumulator:
 class PerImageOODAccumulator:
     """Average per-image AP, FPR95 and AUROC over images (the StreetHazards protocol).
 
-    Each image is scored by ood_metrics as it is added and only its three numbers are kept.
+    Each image is scored as it is added and only its three numbers are kept: AP and AUROC as
+    ood_metrics computes them, FPR95 by the benchmark's own rule (_fpr_at_recall_closest:
+    the TPR level closest to 95 %, the largest FPR there), so the mean compares with
+    published StreetHazards numbers; pooled data sets keep the first threshold reaching 95 %.
     Images without an outlier pixel, or without an inlier pixel, after dropping
     ``ignore_index`` have undefined metrics and are skipped; compute() reports how many
     images were used and skipped. Each add() call is one image, or N for an (N, H, W) batch.
@@ -301,7 +324,9 @@ class PerImageOODAccumulator:
                 continue
             pos.sort()
             neg.sort()
-            self.results.append(_metrics_from_sorted(pos, neg))
+            metrics = _metrics_from_sorted(pos, neg)
+            metrics['fpr95'] = _fpr_at_recall_closest(pos, neg)
+            self.results.append(metrics)
 
     def compute(self):
         """Return the mean 'ap', 'fpr95', 'auroc' and the 'images_used', 'images_skipped'."""

@@ -21,6 +21,28 @@ def sklearn_ood(scores, labels, ignore_index=255):
             'auroc': roc_auc_score(labels, scores)}
 
 
+def streethazards_fpr95(scores, labels, ignore_index=255, level=0.95):
+    """Return FPR95 computed the way anomaly-seg's fpr_and_fdr_at_recall does, step by step.
+
+    Scores sorted descending; one threshold per distinct score; keep thresholds from the
+    highest reaching full recall upward, in ascending order, plus (recall 1, fps 0); take the
+    first argmin of |recall - level|; divide its false positives by all inliers.
+    """
+    scores, labels = np.ravel(scores).astype(np.float64), np.ravel(labels)
+    keep = labels != ignore_index
+    scores, positive = scores[keep], labels[keep] == 1
+    order = np.argsort(scores, kind='mergesort')[::-1]
+    scores, positive = scores[order], positive[order]
+    distinct = np.where(np.diff(scores))[0]
+    thresholds = np.r_[distinct, positive.size - 1]
+    tps = np.cumsum(positive, dtype=np.float64)[thresholds]
+    fps = 1 + thresholds - tps
+    recall = tps / tps[-1]
+    last = tps.searchsorted(tps[-1])
+    recall, fps = np.r_[recall[last::-1], 1], np.r_[fps[last::-1], 0]
+    return float(fps[np.argmin(np.abs(recall - level))] / np.sum(~positive))
+
+
 def assert_close(got, want, tol=TOL):
     assert set(want) <= set(got)
     for key in want:
@@ -217,12 +239,41 @@ def test_per_image_accumulator_averages_and_skips():
     got = acc.compute()
     assert (got['images_used'], got['images_skipped'], acc.images) == (2, 3, 5)
     per_image = [sklearn_ood(scores[i], labels[i]) for i in (0, 2)]
-    assert_close(got, {k: np.mean([r[k] for r in per_image]) for k in ('ap', 'fpr95', 'auroc')})
+    assert_close(got, {k: np.mean([r[k] for r in per_image]) for k in ('ap', 'auroc')})
+    # FPR95 by StreetHazards' own rule, not the first threshold reaching 95 %.
+    assert_close(got, {'fpr95': np.mean([streethazards_fpr95(scores[i], labels[i])
+                                         for i in (0, 2)])})
     pooled = ood_metrics(np.stack(scores[:3]), np.stack(labels[:3]))
     assert abs(got['ap'] - pooled['ap']) > 1e-4  # per-image really differs from pooled
     acc.reset()
     with pytest.raises(ValueError, match='no image'):
         acc.compute()
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_per_image_fpr95_follows_the_streethazards_rule_on_tied_scores(seed):
+    # Scores rounded to one decimal: many ties, where the two FPR95 rules part.
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(400) < 0.3).astype(np.uint8)
+    scores = np.round(rng.normal(labels * 0.8, 0.5), 1).astype(np.float32)
+    acc = PerImageOODAccumulator()
+    acc.add(scores.reshape(20, 20), labels.reshape(20, 20))
+    assert abs(acc.compute()['fpr95'] - streethazards_fpr95(scores, labels)) < 1e-12
+
+
+def test_streethazards_rule_takes_the_closest_level_and_the_largest_fpr_there():
+    # 20 outliers at distinct scores: TPR levels 1.0, 0.95, 0.9 ...; inliers tied with them.
+    outliers = np.arange(20, dtype=np.float32)
+    inliers = np.array([-1.0, 0.5, 1.0, 1.0, 1.0, 30.0], np.float32)
+    scores = np.concatenate([outliers, inliers])
+    labels = np.r_[np.ones(20, np.uint8), np.zeros(6, np.uint8)]
+    acc = PerImageOODAccumulator()
+    acc.add(scores[None], labels[None])
+    # TPR 0.95 exactly: thresholds in (0, 1]; the lowest is 0.5, above which 5 inliers lie.
+    assert acc.compute()['fpr95'] == pytest.approx(5 / 6)
+    assert streethazards_fpr95(scores, labels) == pytest.approx(5 / 6)
+    # The first threshold reaching TPR >= 0.95 is 1.0: 4 inliers at or above it.
+    assert ood_metrics(scores, labels)['fpr95'] == pytest.approx(4 / 6)
 
 
 def test_confusion_matrix_hand_example():

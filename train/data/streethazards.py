@@ -21,8 +21,12 @@ This reader maps that onto our conventions:
   minus one), not Cityscapes trainIds; anomaly and file value 0 become 255. The dataset object
   exposes ``num_classes`` (13), ``class_names`` and ``palette`` (the benchmark's colours) so
   training builds a 13-way classifier.
-- ``ood``: 1 on the anomaly (file value 14), 0 on the 13 known classes (including "unlabeled",
-  as in the official evaluation), 255 on anything else.
+- ``ood``: 1 on the anomaly (file value 14), 0 on every other value, as in the official
+  evaluation: anomaly-seg's eval_ood.py splits pixels by ``seg_label == 13`` alone and passes
+  no mask (``mask = None``), so "unlabeled" (file value 1) and a file value 0, should one
+  occur (it would become -1 there), both count as inliers. Whether the released test
+  annotations hold any 0 could not be checked here (no data on this machine); the mapping
+  matches the benchmark either way.
 
 Note: the same group's later DenseHybrid code (github.com/matejgrcic/DenseHybrid,
 streethazards_test.py) instead ignores class "other" in both labels; we follow the benchmark's
@@ -33,7 +37,7 @@ import numpy as np
 
 from dense_ood_ros.datasets.sample import (apply_limit, FileDataset, IGNORE, INLIER, natural_key,
                                            OUTLIER, pair_files, read_labelled, require_dirs,
-                                           Sample, VOID)
+                                           Sample)
 
 DATASET = 'StreetHazards'
 CLASS_NAMES = ('unlabeled', 'building', 'fence', 'other', 'pedestrian', 'pole', 'road line',
@@ -53,10 +57,10 @@ _ALIASES = {'training': 'train', 'validation': 'val'}
 
 def _build_luts():
     semantic = np.full(256, IGNORE, np.uint8)
-    ood = np.full(256, VOID, np.uint8)
+    # The benchmark has no void in its OOD labels: everything but the anomaly is an inlier.
+    ood = np.full(256, INLIER, np.uint8)
     for class_id in range(len(CLASS_NAMES)):
         semantic[class_id + 1] = class_id
-        ood[class_id + 1] = INLIER
     ood[ANOMALY_FILE_VALUE] = OUTLIER
     semantic.flags.writeable = ood.flags.writeable = False
     return semantic, ood
