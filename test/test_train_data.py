@@ -46,6 +46,28 @@ def test_random_crop_reaches_every_offset_and_keeps_pairs_aligned():
     assert corners == {(top, left) for top in range(10 - 8 + 1) for left in range(12 - 8 + 1)}
 
 
+@pytest.mark.parametrize('seed', range(6))
+def test_a_label_kept_at_twice_the_resolution_is_cropped_over_the_same_scene(seed):
+    # The image encodes its row and column; the 2x label encodes the image pixel it covers.
+    rows, cols = np.mgrid[0:40, 0:60]
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    label = np.kron(rows * 0 + cols, np.ones((2, 2), np.int64)).astype(np.uint8)
+    transform = training_transform(short_edge=40, crop_size=24, hflip=True,
+                                   keep_label_resolution=True)
+    img, lbl = transform(image, label, np.random.default_rng(seed))
+    assert img.shape[:2] == (24, 24) and lbl.shape == (48, 48)
+    np.testing.assert_array_equal(lbl[::2, ::2], img[..., 1])
+    np.testing.assert_array_equal(lbl[1::2, 1::2], img[..., 1])
+
+
+def test_keeping_the_label_resolution_pads_it_to_scale():
+    image = np.zeros((20, 30, 3), np.uint8)
+    label = np.ones((40, 60), np.uint8)
+    img, lbl = RandomCrop(32)(image, label, np.random.default_rng(0))
+    assert img.shape[:2] == (32, 32) and lbl.shape == (64, 64)
+    assert (lbl[40:] == 255).all() and (lbl[:40, :60] == 1).all()
+
+
 def test_flip_mirrors_image_and_label_together():
     image, label = _pair(4, 6)
     flipped = {RandomHorizontalFlip()(image, label, np.random.default_rng(s))[1].tobytes()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from train.losses import dequantize, kl_to_uniform, segmentation_loss
+from train.losses import dequantize, kl_to_uniform, segmentation_loss, to_label_resolution
 
 IGNORE = 255
 
@@ -100,3 +100,17 @@ def test_dequantisation_stays_inside_the_pixel_bin_and_follows_the_generator():
     assert torch.equal(first, again)
     bins = torch.tensor([0.0, 255.0, 128.0]).view(1, 3, 1, 1)
     assert torch.all(first >= bins / 256) and torch.all(first < (bins + 1) / 256)
+
+
+def test_logits_go_to_the_label_resolution_bilinearly_and_the_mask_nearest():
+    logits = torch.randn(2, 3, 8, 8)
+    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
+    mask[:, 2:4, 2:4] = True
+    up, up_mask = to_label_resolution(logits, mask, (16, 16))
+    expected = torch.nn.functional.interpolate(logits, size=(16, 16), mode='bilinear',
+                                               align_corners=False)
+    assert torch.equal(up, expected)
+    assert up_mask.shape == (2, 16, 16) and int(up_mask.sum()) == 4 * int(mask.sum())
+    assert up_mask[:, 4:8, 4:8].all()
+    same, same_mask = to_label_resolution(logits, mask, (8, 8))
+    assert same is logits and same_mask is mask

@@ -281,3 +281,16 @@ def test_fp16_amp_on_cuda_leaves_no_loss_scale_on_either_models_gradients():
         # Unscaled: the same size as float32's gradients, not 1024 times larger.
         ratio = float(fp16.norm() / fp32.norm())
         assert 0.5 < ratio < 2.0, ratio
+
+
+def test_labels_at_twice_the_input_resolution_are_scored_there():
+    segmenter, flow = _models()
+    images, labels = _batch()
+    fine = labels.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    losses = compute_losses(segmenter, flow, images, fine, outliers=_settings(),
+                            randomness=step_randomness(0, 0), normalize=_normalize())
+    # Pasted pixels are counted on the label grid: four label pixels per input pixel.
+    assert losses.seg.num_outliers == 4 * 2 * losses.size ** 2
+    assert math.isfinite(float(losses.seg.loss))
+    norms = flow_gradient_norms(losses, flow)
+    assert norms['kl'] > 0 and norms['ce'] > 0

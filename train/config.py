@@ -23,6 +23,7 @@ TASK_ARCHS = {'dense': 'ldn121', 'classify': 'vgg13_bn'}
 VGG_INPUT_SIDE = 32
 OUTLIER_MODES = ('rnvp', 'noise', 'none')
 FLOW_SIGNALS = ('pasted', 'full')
+LABEL_RESOLUTIONS = ('original', 'input')
 AMP_MODES = ('off', 'bf16', 'fp16')
 
 # The paper's Cityscapes run (section 5.2); the files in config/ spell every key out anyway.
@@ -38,6 +39,9 @@ DEFAULTS = {
         'split': 'train',
         'short_edge': 512,
         'crop_size': 512,
+        # 'original' keeps the label resolution and upsamples the logits to it in the loss
+        # (the paper); 'input' resizes labels with the image (the paper's Vistas-NP recipe).
+        'label_resolution': 'original',
         'hflip': True,
         'num_workers': 4,
         'synthetic': {'num_images': 2000, 'height': 256, 'width': 512, 'seed': 0},
@@ -197,6 +201,7 @@ CHECKS = {
     'data.split': _string(),
     'data.short_edge': _int_at_least(32),
     'data.crop_size': _int_at_least(32),
+    'data.label_resolution': _choice(LABEL_RESOLUTIONS),
     'data.hflip': _boolean,
     'data.num_workers': _int_at_least(0),
     **_synthetic_checks('data'),

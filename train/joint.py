@@ -228,8 +228,9 @@ class JointTrainer:
     def _training_transform(self):
         """Return the random training transform (resize short edge, crop, flip)."""
         data = self.config['data']
-        return training_transform(short_edge=data['short_edge'], crop_size=data['crop_size'],
-                                  hflip=data['hflip'])
+        return training_transform(
+            short_edge=data['short_edge'], crop_size=data['crop_size'], hflip=data['hflip'],
+            keep_label_resolution=data['label_resolution'] == 'original')
 
     def _training_loader(self, stop):
         """Return the loader of iterations [iteration, stop) of this rank."""

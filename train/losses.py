@@ -40,6 +40,21 @@ def kl_to_uniform(log_probs):
     return -math.log(num_classes) - log_probs.mean(dim=1)
 
 
+def to_label_resolution(logits, outlier_mask, size):
+    """Return logits (bilinear) and the outlier mask (nearest) at the label size `size`.
+
+    The paper upsamples LDN's output bilinearly to the label resolution it keeps; where the
+    sizes already match nothing is computed, so such runs are unchanged bit for bit.
+    """
+    size = tuple(size)
+    if tuple(logits.shape[-2:]) == size:
+        return logits, outlier_mask
+    logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+    outlier_mask = F.interpolate(outlier_mask[:, None].float(), size=size,
+                                 mode='nearest')[:, 0].bool()
+    return logits, outlier_mask
+
+
 def segmentation_loss(logits, labels, outlier_mask, *, lam, ignore_index=IGNORE_INDEX):
     """Return Eq. 4 with both sums divided by one pixel count N.
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dense_ood_ros.labels import IGNORE_INDEX
-from train.losses import flow_nll, segmentation_loss
+from train.losses import flow_nll, segmentation_loss, to_label_resolution
 from train.outliers import draw_size, make_patches
 from train.paste import fit_size, paste, random_positions
 
@@ -149,6 +149,7 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
         images, mask, replaced = pasted.images, pasted.mask, pasted.replaced
     with amp.autocast():
         logits = segmenter(normalize(images))
+    logits, mask = to_label_resolution(logits, mask, labels.shape[-2:])
     seg = segmentation_loss(logits, labels, mask, lam=outliers.lam, ignore_index=ignore_index)
     nll = None
     if outliers.mode == 'rnvp':
