@@ -19,6 +19,7 @@ ROOT = os.path.dirname(HERE)
 # deployment sending camera frames between processes should (see the README).
 BENCHMARKS = [
     ('pipeline_overhead.py', {}),
+    ('upsample_cost.py', {}),
     ('metrics_speed.py', {}),
     ('node_overhead.py', {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}),
     ('train_memory.py', {}),
