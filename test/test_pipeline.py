@@ -89,13 +89,24 @@ def test_runtime_changes_of_score_temperature_threshold(pipeline):
     pipeline.threshold = 0.5
 
 
-def test_batched_frames_equal_single_frames(pipeline):
-    frames = [_frame(64, 96, seed=1), _frame(32, 48, seed=2), _frame(80, 80, seed=3)]
+def test_batched_frames_come_back_in_input_order_equal_to_single_frames(pipeline):
+    # Sizes interleaved (A, B, A, C, B): grouping by network size must not reorder results,
+    # or the node would publish one camera's outputs on another camera's topics.
+    frames = [_frame(64, 96, seed=1), _frame(32, 48, seed=2), _frame(64, 96, seed=3),
+              _frame(80, 80, seed=4), _frame(32, 48, seed=5)]
     batched = pipeline.infer_batch(frames)
-    for rgb, result in zip(frames, batched):
-        single = pipeline.infer(rgb)
-        np.testing.assert_allclose(result.score, single.score, atol=1e-5)
-        assert (result.labels != single.labels).mean() < 1e-3
+    singles = [pipeline.infer(rgb) for rgb in frames]
+    assert len(batched) == len(frames)
+    for index, (result, single) in enumerate(zip(batched, singles)):
+        assert result.score.shape == frames[index].shape[:2]
+        # A batched convolution may round differently from a single one: equal up to that.
+        np.testing.assert_allclose(result.score, single.score, atol=1e-5,
+                                   err_msg=f'frame {index}')
+        assert (result.labels != single.labels).mean() < 1e-3, f'frame {index}'
+    # Frames of one size differ by far more than that rounding, so a result published for
+    # the wrong frame of its group cannot pass the checks above.
+    for first, second in ((0, 2), (1, 4)):
+        assert np.abs(singles[first].score - singles[second].score).max() > 1e-2
 
 
 def test_msp_score_matches_scores_module(pipeline):
