@@ -29,7 +29,9 @@ sys.path.insert(0, ROOT)
 SHIPPED_CHECKPOINT = os.path.join(ROOT, 'demo', 'ldn121_demo.pt')
 DEMO_CONFIG = os.path.join('config', 'train_demo.yaml')
 REPORT_KEYS = ('ap', 'fpr95', 'auroc', 'miou', 'anomaly_pixel_share', 'frames_sent',
-               'frames_processed', 'frames_dropped', 'latency_ms_p50', 'latency_ms_p95')
+               'frames_processed', 'frames_dropped', 'latency_ms_p50', 'latency_ms_p95',
+               'node_frames')
+CAMERA_TOPIC = '/camera/image_raw'
 
 
 def parse_args(argv=None):
@@ -143,7 +145,11 @@ class Background:
 
 
 def replay(checkpoint, bag, out, args, env):
-    """Run node, evaluator and player; return the evaluator's report."""
+    """Run node, evaluator and player; return (the evaluator's report, camera frames sent).
+
+    Fails (RuntimeError) when the evaluator or the player fails, when the node exits before
+    the replay is over, or when it does not stop cleanly (exit 0) on Ctrl-C afterwards.
+    """
     stream_json = os.path.join(out, 'stream.json')
     frames_dir = os.path.join(out, 'frames')
     shutil.rmtree(frames_dir, ignore_errors=True)
@@ -151,24 +157,42 @@ def replay(checkpoint, bag, out, args, env):
                                      '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
                                      # Replay for evaluation: lose no frame in transport.
                                      '-p', 'qos_reliability:=reliable',
-                                     '-r', 'image:=/camera/image_raw'), env)
+                                     '-r', f'image:={CAMERA_TOPIC}'), env)
     evaluator = None
     try:
         evaluator = Background('eval_stream', module(
             'dense_ood_ros.tools.eval_stream', '--bag', bag, '--json', stream_json,
             '--frames-dir', frames_dir, '--frames', args.panels, '--timeout', 20), env)
         evaluator.wait_for_line('eval_stream: ready', timeout=180)
-        run(module('dense_ood_ros.tools.play_bag', bag, '--topics', '/camera/image_raw',
-                   '/camera/camera_info', '--wait-for-subscribers', 2, '--delay', 1), env)
+        player = Background('play_bag', module(
+            'dense_ood_ros.tools.play_bag', bag, '--topics', CAMERA_TOPIC,
+            '/camera/camera_info', '--wait-for-subscribers', 2, '--delay', 1), env)
+        if player.wait(timeout=600) != 0:
+            raise RuntimeError(f'play_bag exited with {player.process.returncode}')
         code = evaluator.wait(timeout=300)
         if code != 0:
             raise RuntimeError(f'eval_stream exited with {code}')
+        if node.process.poll() is not None:
+            raise RuntimeError(f'the node exited with {node.process.returncode} during the '
+                               'replay')
     finally:
         if evaluator is not None:
             evaluator.interrupt()
-        node.interrupt()
+        node_code = node.interrupt()
+    if node_code != 0:
+        raise RuntimeError(f'the node exited with {node_code} when stopped (expected 0)')
     with open(stream_json, encoding='utf-8') as stream:
-        return json.load(stream)
+        return json.load(stream), camera_frames_sent(player.lines)
+
+
+def camera_frames_sent(lines):
+    """Return how many camera frames play_bag says it published."""
+    from dense_ood_ros.tools.play_bag import sent_per_topic  # after sys.path has the checkout
+
+    try:
+        return sent_per_topic(''.join(lines)).get(CAMERA_TOPIC, 0)
+    except ValueError as error:
+        raise RuntimeError(str(error)) from error
 
 
 def write_report(out, report, extra):
@@ -220,13 +244,14 @@ def main(argv=None):
                '--out', bag, '--fps', args.fps, '--force'), env)
     step('3/4 play_bag -> perception_node -> eval_stream')
     try:
-        report = replay(checkpoint, bag, out, args, env)
+        report, camera_sent = replay(checkpoint, bag, out, args, env)
     except (RuntimeError, subprocess.SubprocessError) as error:
         print(f'demo: {error}', file=sys.stderr)
         return 1
     step('4/4 report')
     summary = write_report(out, report, {
-        'checkpoint': checkpoint, 'bag': bag, 'frames': report.get('frames_written', []),
+        'checkpoint': checkpoint, 'bag': bag, 'player_frames_sent': camera_sent,
+        'frames': report.get('frames_written', []),
         'seconds': round(time.perf_counter() - started, 1)})
     print(f'wrote {os.path.join(args.out, "report.json")} and '
           f'{len(summary["frames"])} frames in {os.path.join(args.out, "frames")}')

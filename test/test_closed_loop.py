@@ -3,15 +3,19 @@
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
 from dense_ood_ros.checkpoint import Checkpoint, save_checkpoint
+from dense_ood_ros.image_codec import image_to_array
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.models import ldn121
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.tools.dataset_to_bag import write_bag
-from ros_harness import NodeProcess, ToolProcess
+from dense_ood_ros.tools.bag_format import IMAGE_TOPIC
+from dense_ood_ros.tools.play_bag import sent_per_topic
+from ros_harness import Client, NodeProcess, stamp_ns, ToolProcess
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
 from train.evaluate import evaluate
@@ -40,47 +44,93 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def node(cityscapes_checkpoint):
+def threshold(cityscapes_checkpoint, world):
+    # The median score of the world's pixels: the mask then splits every frame, so a mask
+    # built with any other threshold or comparison shows.
+    pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
+    samples = FishyscapesLF(world)
+    scores = np.concatenate([pipeline.infer(s.image).score.ravel() for s in samples])
+    return float(np.median(scores))
+
+
+@pytest.fixture
+def node(cityscapes_checkpoint, threshold):
+    # One node per test: its /diagnostics counters run from its start, which the frame
+    # accounting compares with what the player sent in that test alone.
     with NodeProcess('-p', f'checkpoint:={cityscapes_checkpoint}', '-p', 'device:=cpu',
+                     '-p', f'threshold:={threshold!r}',
                      '-r', 'image:=/camera/image_raw') as process:
         yield process
 
 
-def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10):
-    """Run eval_stream, then play_bag once it is ready; return (report, eval output)."""
+SCORE, MASK = '/perception_node/anomaly_score', '/perception_node/anomaly_mask'
+
+
+def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10, max_dropped=0.0):
+    """Run eval_stream, then play_bag once it is ready.
+
+    Returns (report, eval output, camera frames the player sent, {stamp: (score, mask)}
+    of what the node published, recorded here alongside the evaluator).
+    """
     report_path = tmp_path / 'report.json'
+    client = Client('closed_loop_recorder')
+    client.record(SCORE)
+    client.record(MASK)
     evaluator = ToolProcess('eval_stream', '--bag', bag, '--json', report_path,
                             '--timeout', timeout, '--start-timeout', 60,
-                            '--frames-dir', tmp_path / 'frames', '--frames', frames)
+                            '--frames-dir', tmp_path / 'frames', '--frames', frames,
+                            '--max-dropped', max_dropped)
     player = None
     try:
-        assert evaluator.wait_for_line('eval_stream: ready', 60), evaluator.output
+        assert client.spin_until(lambda: not evaluator.alive()
+                                 or 'eval_stream: ready' in evaluator.output, 60), \
+            evaluator.output
         # Two subscribers on the camera topic: the node and the evaluator (which subscribes
         # there only after it has found the node's outputs).
         player = ToolProcess('play_bag', bag, '--rate', rate, '--wait-for-subscribers', 2,
                              '--delay', 1.0)
+        client.spin_until(lambda: not evaluator.alive(), 120)
         assert player.wait(60) == 0, player.output
-        assert evaluator.wait(60) == 0, evaluator.output
+        assert evaluator.wait(10) == 0, evaluator.output
+        published = {}
+        for msg in client.messages(SCORE):
+            published.setdefault(stamp_ns(msg), [None, None])[0] = image_to_array(msg)
+        for msg in client.messages(MASK):
+            published.setdefault(stamp_ns(msg), [None, None])[1] = image_to_array(msg)
     finally:
+        client.close()
         evaluator.kill()
         if player is not None:
             player.kill()
-    assert 'play_bag: done' in player.output
-    return json.loads(report_path.read_text()), evaluator.output
+    sent = sent_per_topic(player.output)[IMAGE_TOPIC]
+    return json.loads(report_path.read_text()), evaluator.output, sent, published
+
+
+def _assert_mask_is_score_above_threshold(published, threshold):
+    """Every frame's ~/anomaly_mask is 255 exactly where its ~/anomaly_score > threshold."""
+    assert published
+    for stamp, (score, mask) in published.items():
+        assert score is not None and mask is not None, stamp
+        assert 0 < np.count_nonzero(mask) < mask.size, 'the threshold splits no frame'
+        np.testing.assert_array_equal(mask, np.where(score > threshold, 255, 0).astype(np.uint8),
+                                      err_msg=f'frame {stamp}')
 
 
 def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, cityscapes_checkpoint,
-                                                            tmp_path):
+                                                            threshold, tmp_path):
     bag = tmp_path / 'bag'
     samples = FishyscapesLF(world)
     write_bag(samples, bag, fps=4, distro='jazzy', storage='mcap', progress=False)
     # 0.5 s between frames: the node drops a frame only if one takes over 1 s (two arrive
     # while it works), far beyond this model's time even on a loaded 2-core machine.
-    report, output = _closed_loop(bag, tmp_path, rate=0.5, frames=2)
+    report, output, sent, published = _closed_loop(bag, tmp_path, rate=0.5, frames=2)
 
     assert node.alive(), node.output
-    assert (report['frames_sent'], report['frames_processed'], report['frames_dropped']) == \
-        (len(samples), len(samples), 0), output
+    # What the player sent, what the node counted itself and what was scored all agree.
+    assert sent == len(samples)
+    assert report['node_frames'] == {'received': sent, 'processed': sent, 'dropped': 0,
+                                     'rejected': 0}, output
+    assert (report['frames_processed'], report['frames_dropped']) == (sent, 0), output
     # Every output matched a frame of the bag, once.
     assert (report['frames_unexpected'], report['frames_repeated']) == (0, 0), output
     # The node's default operating point comes from the checkpoint: the same here.
@@ -99,17 +149,29 @@ def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, citysca
     assert len(report['frames_written']) == 2
     for path in report['frames_written']:
         assert cv2.imread(path).shape == (HEIGHT, 3 * WIDTH, 3)
+    assert len(published) == len(samples)
+    _assert_mask_is_score_above_threshold(published, threshold)
 
 
-def test_burst_counts_every_frame_as_processed_or_dropped(node, world, tmp_path):
+def test_burst_counts_every_frame_as_processed_or_dropped(node, world, threshold, tmp_path):
     bag = tmp_path / 'burst'
     # Twelve frames 1 ms apart: far faster than the node's forward pass, so it drops some.
     frames = FishyscapesLF(world)
     write_bag([frames[i % len(frames)] for i in range(12)], bag, fps=1000, progress=False)
-    report, output = _closed_loop(bag, tmp_path, rate=1.0, timeout=3)
+    report, output, sent, published = _closed_loop(bag, tmp_path, rate=1.0, timeout=3,
+                                                   max_dropped=1.0)
 
     assert node.alive(), node.output
-    assert report['frames_sent'] == 12
-    assert report['frames_processed'] + report['frames_dropped'] == 12
-    assert report['frames_processed'] >= 1 and report['frames_dropped'] >= 1, output
+    assert sent == report['frames_sent'] == 12
+    node_frames = report['node_frames']
+    # Best-effort input of depth 1: DDS may overwrite a frame before the node's callback
+    # takes it, so the node receives at most what was sent; of those it processes or drops
+    # each one, and the evaluator scores exactly what it processed.
+    assert 1 <= node_frames['received'] <= sent, output
+    assert node_frames['processed'] + node_frames['dropped'] == node_frames['received'], output
+    # Far faster than the node: frames were lost in DDS or dropped by the node, or both.
+    assert 1 <= node_frames['processed'] < sent, output
+    assert report['frames_processed'] == node_frames['processed'], (output, report)
+    assert report['frames_dropped'] == sent - node_frames['processed'], output
     assert report['ap'] is not None
+    _assert_mask_is_score_above_threshold(published, threshold)

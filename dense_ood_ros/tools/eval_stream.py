@@ -24,6 +24,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from dense_ood_ros.atomic_file import atomic_open
@@ -43,6 +44,9 @@ OUTPUT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 LATENCY_SOURCE = ('evaluator steady clock: arrival of anomaly_score minus arrival of the same '
                   'stamp on the camera topic')
+# The node's own frame counters, read from its /diagnostics (published once a period).
+NODE_COUNTERS = ('received', 'processed', 'dropped', 'rejected')
+DIAGNOSTICS_WAIT_S = 3.0
 
 
 def sibling_topic(topic, name):
@@ -63,6 +67,22 @@ def load_truth(reader):
              for stamp, ood in labels[OOD_TOPIC].items()}
     sent = topics[IMAGE_TOPIC].msgcount if IMAGE_TOPIC in topics else len(truth)
     return truth, sent
+
+
+def describes(status_name, namespace):
+    """Tell whether a node's diagnostic status is about the outputs under `namespace`.
+
+    The node names each camera's status '<node>: <camera>'; a named camera publishes under
+    '<node>/<camera>', the single unnamed one (status 'camera') directly under '<node>'.
+    """
+    node, _, camera = status_name.partition(': ')
+    return namespace in (f'{node}/{camera}', node)
+
+
+def node_counters(status):
+    """Return the node's frame counters from one DiagnosticStatus (ints)."""
+    values = {item.key: item.value for item in status.values}
+    return {key: int(values[key]) for key in NODE_COUNTERS if key in values}
 
 
 def pick_stamps(stamps, count):
@@ -89,6 +109,16 @@ class _Subscriber:
             topic: self.node.create_subscription(Image, topic, self._on_output(kind), OUTPUT_QOS)
             for kind, topic in output_topics.items()}
         self.image_topic = image_topic
+        # What the node itself counted, to set against what the player sent and we scored.
+        self.namespace = output_topics[REQUIRED_SCORE].rpartition('/')[0]
+        self.node_frames = None
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      OUTPUT_QOS)
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if describes(status.name, self.namespace):
+                self.node_frames = node_counters(status)
 
     def _on_output(self, kind):
         def store(msg):
@@ -132,6 +162,18 @@ class _Subscriber:
             if self.outputs_received != seen:
                 last_change, seen = now, self.outputs_received
             elif now - last_change > (timeout if seen else start_timeout):
+                return
+
+    def wait_for_node_counters(self, timeout=DIAGNOSTICS_WAIT_S):
+        """Spin until the node's diagnostics count every frame we scored, or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frames = self.node_frames or {}
+            if frames.get('processed', -1) >= len(self.scorer.matched):
+                return
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except (KeyboardInterrupt, ExternalShutdownException):
                 return
 
     def close(self):
@@ -198,12 +240,15 @@ def evaluate_stream(bag, *, score_topic=DEFAULT_SCORE_TOPIC, semantic_topic=None
                 if on_ready is not None:
                     on_ready()
                 subscriber.run(timeout=timeout, start_timeout=start_timeout)
+                if not subscriber.interrupted:
+                    subscriber.wait_for_node_counters()
             finally:
                 subscriber.close()
         finally:
             rclpy.try_shutdown(context=context)
         report = scorer.result()
-        report.update(interrupted=subscriber.interrupted, bag=str(bag), score_topic=score_topic,
+        report.update(interrupted=subscriber.interrupted, node_frames=subscriber.node_frames,
+                      bag=str(bag), score_topic=score_topic,
                       semantic_topic=(semantic_topic if scorer.needs_semantic else None),
                       latency_source=LATENCY_SOURCE if image_topic else None)
         if frames_dir:
@@ -229,6 +274,8 @@ def format_report(report):
         f'anomaly pixels {pct("anomaly_pixel_share")}',
         f'latency p50 {ms("latency_ms_p50")}  p95 {ms("latency_ms_p95")} '
         f'({report["latency_frames"]} frames; {report["latency_source"] or "not measured"})',
+        'node diagnostics: ' + (', '.join(f'{k} {v}' for k, v in report['node_frames'].items())
+                                if report.get('node_frames') else 'none received'),
         *report['notes'],
     ])
 
@@ -250,14 +297,32 @@ def parse_args(argv):
                         help='stop after this many seconds without a new output')
     parser.add_argument('--start-timeout', type=float, default=120.0,
                         help='wait this long for the node and for its first output')
+    parser.add_argument('--max-dropped', type=float, default=0.0, metavar='SHARE',
+                        help="share of the bag's frames that may go unscored before the exit "
+                             'status is 1 (default 0: every frame; a node slower than the '
+                             'replay drops frames by design, allow for it here)')
     parser.add_argument('--json', help='write the report here (atomically)')
     parser.add_argument('--frames-dir', help='write side-by-side PNGs of a few frames here')
     parser.add_argument('--frames', type=int, default=4, help='how many for --frames-dir')
     return parser.parse_args(argv)
 
 
+def verdict(report, max_dropped):
+    """Return None when the stream passes, else why it fails (for exit status 1)."""
+    sent, processed = report['frames_sent'], report['frames_processed']
+    if not processed:
+        return f'no frame of {sent} was scored'
+    if report['frames_dropped'] > max_dropped * sent:
+        return (f'{report["frames_dropped"]} of {sent} frames were never scored (allowed: '
+                f'{max_dropped:.0%}); did the node stop or fall behind?')
+    return None
+
+
 def main(args=None):
-    """Entry point of `eval_stream`: 0 when frames were scored, 1 when none, 2 on bad input.
+    """Entry point of `eval_stream`: 0 when the stream passed, 1 when not, 2 on bad input.
+
+    The stream passes when at least one frame and all but ``--max-dropped`` of the bag's
+    frames were scored. Non-finite scores from the node are bad input (2), named as such.
 
     ``args`` is a full argv (program name first, ROS arguments allowed), as rclpy.init takes.
     """
@@ -282,7 +347,11 @@ def main(args=None):
         with atomic_open(options.json, 'w', encoding='utf-8') as stream:
             json.dump(report, stream, indent=2)
             stream.write('\n')
-    return 0 if report['frames_processed'] else 1
+    failure = verdict(report, options.max_dropped)
+    if failure:
+        print(f'eval_stream: FAILED: {failure}', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ so nothing is decoded on the way and every topic whose message type rclpy can im
 """
 
 import argparse
+import collections
 import importlib
 import sys
 import time
@@ -51,6 +52,7 @@ class BagPlayer:
             else ReliabilityPolicy.BEST_EFFORT))
         types = {c.topic: message_class(c.msgtype) for c in self.connections}
         self.node = rclpy.create_node('play_bag')
+        self.sent = collections.Counter()  # messages published per topic
         self.publishers = {topic: self.node.create_publisher(msg_type, topic, qos)
                            for topic, msg_type in types.items()}
         self.clock = None
@@ -98,6 +100,7 @@ class BagPlayer:
                               wall_start, rate)
             self._publish_clock(timestamp)
             self.publishers[connection.topic].publish(bytes(raw))
+            self.sent[connection.topic] += 1
             count += 1
             if progress and (time.monotonic() - last_report >= PROGRESS_PERIOD_S
                              or count == total):
@@ -114,6 +117,22 @@ class BagPlayer:
         """Destroy the node and close the bag."""
         self.node.destroy_node()
         self.reader.close()
+
+
+DONE_PREFIX = 'play_bag: done'
+
+
+def sent_per_topic(output):
+    """Return {topic: messages} from play_bag's printed output (its 'done' line).
+
+    Raises ValueError when the output has no such line (the player did not finish).
+    """
+    for line in reversed(output.splitlines()):
+        if line.startswith(DONE_PREFIX) and '(' in line:
+            inside = line.split('(', 1)[1].rstrip(')')
+            pairs = (part.rpartition(': ') for part in inside.split(', ') if part)
+            return {topic: int(count) for topic, _, count in pairs}
+    raise ValueError('play_bag printed no "done" line: it did not finish the bag')
 
 
 def _report(count, total, bag_seconds):
@@ -165,7 +184,9 @@ def _play(args):
             if not args.loop:
                 break
         player.wait_for_acks()
-        print(f'play_bag: done, {count} messages', flush=True)
+        per_topic = ', '.join(f'{topic}: {n}' for topic, n in sorted(player.sent.items()))
+        # Per topic, over every loop: what a test sets against the node's own counters.
+        print(f'{DONE_PREFIX}, {count} messages ({per_topic})', flush=True)
     finally:
         player.close()
 

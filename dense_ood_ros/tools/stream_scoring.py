@@ -11,7 +11,7 @@ import numpy as np
 
 # /ood/ground_truth follows Fishyscapes Lost & Found: 0 inlier, 1 outlier, 255 void.
 from dense_ood_ros.datasets.sample import INLIER, OUTLIER
-from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator
+from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator, UndefinedMetricError
 
 REQUIRED_SCORE = 'score'
 REQUIRED_SEMANTIC = 'semantic'
@@ -128,8 +128,10 @@ class StreamScorer:
         if self.matched:
             try:
                 report.update(self.ood.compute())
-            except ValueError as error:  # no outlier or no inlier pixel among the matched
+            except UndefinedMetricError as error:  # no outlier or no inlier pixel matched
                 notes.append(f'OOD metrics undefined: {error}')
+            # Any other ValueError (non-finite scores from the node) propagates: it is the
+            # node's fault, not a property of the data, and must not read as "undefined".
             if self.needs_semantic:
                 report['miou'] = self.confusion.compute()['miou']
         latencies = np.asarray(self.latencies_ms, dtype=np.float64)
