@@ -286,3 +286,46 @@ def test_two_process_ddp_on_gloo_keeps_ranks_identical_and_only_rank0_writes(tmp
     assert (out_root / 'rank0' / 'model.pt').exists()
     assert (out_root / 'rank0' / 'resume.pt').exists()
     assert not (out_root / 'rank1').exists()
+
+
+def test_fp16_overflow_steps_are_skipped_counted_and_logged(tmp_path, capsys):
+    config = tiny_config(5, validation__dataset=None)
+    trainer = JointTrainer(config, out_dir=tmp_path)
+    # build_optimizers makes a scaler only on CUDA; a CPU GradScaler drives the same path.
+    trainer.optimizers.scaler = torch.amp.GradScaler('cpu', init_scale=1024.0,
+                                                     growth_interval=1000)
+    overflowing = {1, 3}  # 0-based iterations whose segmenter gradient turns infinite
+    next(trainer.segmenter.logits.parameters()).register_hook(
+        lambda grad: grad + math.inf if trainer.iteration in overflowing else grad)
+    trainer.run()
+    assert trainer.iteration == 5
+    assert trainer.skipped_steps == 2 and trainer.consecutive_skips == 0
+    assert trainer.optimizers.scaler.get_scale() == 256.0
+    rows = list(csv.DictReader(open(tmp_path / 'scalars.csv')))
+    assert [int(r['skipped_steps']) for r in rows] == [0, 1, 1, 2, 2]
+    err = capsys.readouterr().err
+    assert err.count('fp16 gradient overflow') == 2 and 'neither model stepped' in err
+
+
+def test_report_memory_on_the_cpu_says_what_the_peak_rss_includes(tmp_path, capsys):
+    config_path = tmp_path / 'tiny.yaml'
+    config_path.write_text(yaml.safe_dump(tiny_raw(2, validation__dataset=None)))
+    status = joint.main(['--config', str(config_path), '--out', str(tmp_path / 'out'),
+                         '--report-memory'])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert 'peak memory:' in out and 'peak RSS' in out and 'cannot be reset' in out
+    assert 'warm-up' in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_report_memory_on_cuda_restarts_the_peak_after_the_warm_up_step(tmp_path):
+    from train.logging_utils import peak_memory_report
+
+    config = tiny_config(3, device='cuda', validation__dataset=None)
+    trainer = JointTrainer(config, out_dir=tmp_path)
+    trainer.report_memory = True
+    trainer.run()
+    assert trainer.peak_memory_since == 1
+    report = peak_memory_report(trainer.device, since_iteration=trainer.peak_memory_since)
+    assert 'after the warm-up step, from iteration 1 on' in report

@@ -294,3 +294,59 @@ def test_labels_at_twice_the_input_resolution_are_scored_there():
     assert math.isfinite(float(losses.seg.loss))
     norms = flow_gradient_norms(losses, flow)
     assert norms['kl'] > 0 and norms['ce'] > 0
+
+
+def _cpu_scaler(init_scale=1024.0):
+    # GradScaler runs on the CPU too: the overflow path is exercised without a GPU.
+    return torch.amp.GradScaler('cpu', init_scale=init_scale, growth_interval=1000)
+
+
+def _overflow_step(signal, *, scaler, poisoned=None):
+    """Run one scaled step; `poisoned` ('segmenter' or 'flow') gets an inf gradient."""
+    segmenter, flow = _models()
+    before = {'segmenter': _snapshot(segmenter), 'flow': _snapshot(flow)}
+    optimizers = _optimizers(segmenter, flow)
+    optimizers.scaler = scaler
+    if poisoned is not None:
+        model = segmenter if poisoned == 'segmenter' else flow
+        # One parameter is enough: GradScaler checks each optimizer as a whole.
+        next(model.parameters()).register_hook(lambda grad: grad + math.inf)
+    images, labels = _batch()
+    result = train_step(segmenter, flow, images, labels, outliers=_settings(signal=signal),
+                        randomness=step_randomness(0, 0), optimizers=optimizers,
+                        normalize=_normalize())
+    changed = {'segmenter': set(_changed(before['segmenter'], segmenter))
+               & _param_names(segmenter),
+               'flow': set(_changed(before['flow'], flow)) & _param_names(flow)}
+    return result, changed, optimizers
+
+
+@pytest.mark.parametrize('poisoned, signal', [('segmenter', 'pasted'), ('flow', 'pasted'),
+                                              ('segmenter', 'full')])
+def test_an_overflow_in_either_model_steps_neither_and_lowers_the_scale(poisoned, signal):
+    scaler = _cpu_scaler(1024.0)
+    result, changed, optimizers = _overflow_step(signal, scaler=scaler, poisoned=poisoned)
+    assert result.overflow and not result.skipped and not result.updated
+    # The losses were finite: they are reported as such.
+    assert math.isfinite(result.loss) and math.isfinite(result.nll)
+    assert changed == {'segmenter': set(), 'flow': set()}
+    assert not optimizers.segmenter.state and not optimizers.flow.state
+    assert scaler.get_scale() == 512.0
+    assert all(p.grad is None for opt in optimizers.all()
+               for group in opt.param_groups for p in group['params'])
+
+
+def test_an_enormous_loss_scale_overflows_and_is_halved():
+    scaler = _cpu_scaler(2.0 ** 127)
+    result, changed, _ = _overflow_step('pasted', scaler=scaler)
+    assert result.overflow
+    assert changed == {'segmenter': set(), 'flow': set()}
+    assert scaler.get_scale() == 2.0 ** 126
+
+
+def test_a_scaled_step_without_overflow_updates_both_models_and_keeps_the_scale():
+    scaler = _cpu_scaler(1024.0)
+    result, changed, _ = _overflow_step('pasted', scaler=scaler)
+    assert result.updated and not result.overflow
+    assert changed['segmenter'] and changed['flow']
+    assert scaler.get_scale() == 1024.0

@@ -28,24 +28,52 @@ class DistEnv:
         return self.rank == 0
 
 
-def select_device(requested, *, local_rank=0):
-    """Map the config's device ('auto', 'cpu', 'cuda', 'cuda:N') to this process's device.
+def choose_device(requested, *, local_rank=0, world_size=1, cuda_count=0):
+    """Return (device, warnings) for the config's device on this process; pure.
 
-    'auto' takes CUDA when present and otherwise warns that training on a CPU is slow.
-    Under torchrun every process uses GPU LOCAL_RANK unless a specific 'cuda:N' is given.
+    `requested` is 'auto', 'cpu', 'cuda' or 'cuda:N'; `cuda_count` is how many GPUs this
+    process sees. 'auto' takes CUDA when there is one and otherwise warns that training on
+    a CPU is slow. Under torchrun (world_size > 1) every process uses GPU LOCAL_RANK, also
+    when 'cuda:N' is given: one GPU index in a shared config would put every rank on the
+    same GPU, which NCCL refuses; a warning says so when N is not LOCAL_RANK. A single
+    process uses GPU N as asked. Raises ValueError for a GPU this process does not have.
     """
     if requested == 'auto':
-        if torch.cuda.is_available():
-            return torch.device('cuda', local_rank)
-        warnings.warn('CUDA is not available: training on the CPU (slow; fine for the demo '
-                      'config and tests)', stacklevel=2)
-        return torch.device('cpu')
+        if cuda_count == 0:
+            return torch.device('cpu'), ['CUDA is not available: training on the CPU (slow; '
+                                         'fine for the demo config and tests)']
+        requested = 'cuda'
     device = torch.device(requested)
-    if device.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f'device {requested!r} requested but CUDA is not available')
-        if device.index is None:
-            device = torch.device('cuda', local_rank)
+    if device.type != 'cuda':
+        return device, []
+    if cuda_count == 0:
+        raise ValueError(f'device {requested!r} requested but CUDA is not available')
+    if world_size == 1:
+        index = 0 if device.index is None else device.index
+        _check_gpu(index, cuda_count, f'device {requested!r}')
+        return torch.device('cuda', index), []
+    _check_gpu(local_rank, cuda_count,
+               f'LOCAL_RANK {local_rank} (torchrun puts each process on GPU LOCAL_RANK)')
+    warned = []
+    if device.index is not None and device.index != local_rank:
+        warned.append(f'device {requested!r} ignored under torchrun: process {local_rank} '
+                      f'of this machine trains on cuda:{local_rank}')
+    return torch.device('cuda', local_rank), warned
+
+
+def _check_gpu(index, cuda_count, what):
+    if index >= cuda_count:
+        raise ValueError(f'{what} needs GPU {index} but this process sees {cuda_count} '
+                         '(check CUDA_VISIBLE_DEVICES and --nproc_per_node)')
+
+
+def select_device(requested, *, local_rank=0, world_size=1):
+    """Return this process's device for the config's device (choose_device), warning as it says."""
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device, warned = choose_device(requested, local_rank=local_rank, world_size=world_size,
+                                   cuda_count=cuda_count)
+    for message in warned:
+        warnings.warn(message, stacklevel=2)
     return device
 
 
@@ -53,12 +81,13 @@ def init_distributed(requested_device):
     """Return the DistEnv of this process, joining torchrun's process group if there is one.
 
     RANK / WORLD_SIZE / LOCAL_RANK come from torchrun; without them this is one process.
-    The backend is nccl on CUDA and gloo on the CPU.
+    Each process trains on GPU LOCAL_RANK (choose_device). The backend is nccl on CUDA and
+    gloo on the CPU.
     """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    device = select_device(requested_device, local_rank=local_rank)
+    device = select_device(requested_device, local_rank=local_rank, world_size=world_size)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():

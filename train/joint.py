@@ -40,7 +40,8 @@ from train.distributed import DistEnv, ProcessGroupSync, init_distributed, selec
 from train.distributed import shutdown
 from train.loader import to_device, training_loader
 from train.logging_utils import (
-    ScalarLogger, current_memory_mb, peak_memory_mb, save_flow_samples)
+    ScalarLogger, current_memory_mb, peak_memory_mb, peak_memory_report, reset_peak_memory,
+    save_flow_samples)
 from train.outliers import OutlierSettings
 from train.paste import fit_size
 from train.step import (
@@ -205,6 +206,10 @@ class JointTrainer:
             self.model = self.segmenter
         # The command line that started the run (set by main), recorded in model.pt.
         self.command = None
+        # --report-memory (set by main): restart the peak after this run's first step, and
+        # the iteration at which it was restarted (None: the peak covers the whole process).
+        self.report_memory = False
+        self.peak_memory_since = None
         self.iteration = 0
         self.skipped_steps = 0
         self.consecutive_skips = 0
@@ -379,6 +384,9 @@ class JointTrainer:
     # -- training ---------------------------------------------------------------------------
 
     def _count(self, result):
+        if result.overflow:
+            self._count_overflow()
+            return
         if not result.skipped:
             self.consecutive_skips = 0
             return
@@ -393,6 +401,22 @@ class JointTrainer:
                 f'stopped at iteration {self.iteration}: {self.consecutive_skips} consecutive '
                 'steps had NaN or infinite losses (every one skipped). Lower the learning '
                 'rates or lambda, check the data for NaN, or train with amp: off.')
+
+    def _count_overflow(self):
+        """Count a step the fp16 GradScaler skipped (finite losses, inf/NaN gradients).
+
+        It is a skipped step like a NaN loss, but it does not count towards
+        MAX_CONSECUTIVE_SKIPS: GradScaler starts at a scale of 2**16 and finds its level by
+        skipping steps, often several in a row at the start of an fp16 run, and it keeps
+        halving the scale for as long as gradients overflow.
+        """
+        self.skipped_steps += 1
+        self.consecutive_skips = 0
+        if self.env.is_main:
+            tqdm.write(f'iteration {self.iteration}: fp16 gradient overflow (inf/NaN after '
+                       'unscaling); neither model stepped, loss scale lowered to '
+                       f'{self.optimizers.scaler.get_scale():.4g} ({self.skipped_steps} '
+                       'skipped so far)', file=sys.stderr)
 
     def _learning_rates(self):
         groups = self.optimizers.segmenter.param_groups
@@ -432,7 +456,9 @@ class JointTrainer:
                    desc='train', unit='it')
         window = _Window()
         try:
-            for batch in loader:
+            for index, batch in enumerate(loader):
+                if index == 1:
+                    self._restart_peak_memory()
                 self._train_one(batch, window)
                 bar.update(1)
                 self._after_step(logger, window, bar)
@@ -448,13 +474,25 @@ class JointTrainer:
                 logger.close()
         return self
 
+    def _restart_peak_memory(self):
+        """For --report-memory, start the peak afresh once the first (warm-up) step is done.
+
+        The first step is not the steady state: cuDNN's benchmark mode tries algorithms with
+        workspaces of their own, and Adam allocates its state. Counting them would overstate
+        the training footprint, e.g. what gradient checkpointing saves.
+        """
+        if self.report_memory and reset_peak_memory(self.device):
+            self.peak_memory_since = self.iteration
+
     def _train_one(self, batch, window):
         images, labels = to_device(batch, self.device)
         randomness = step_randomness(self.config['seed'], self.iteration, rank=self.env.rank,
                                      device=self.device)
         result = self._step(images, labels, randomness)
         self.iteration += 1
-        # The schedule follows iterations, skipped ones included (their batch was consumed).
+        # The schedule follows iterations, skipped ones included (NaN loss or fp16 overflow
+        # alike: their batch was consumed), so the learning rate at iteration i never
+        # depends on how many steps were skipped before it.
         self.scheduler.step()
         window.add(result)
         self._count(result)
@@ -510,7 +548,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='continue exactly from OUT/resume.pt')
     parser.add_argument('--report-memory', action='store_true',
-                        help='print the peak memory when done')
+                        help='print the peak memory when done (after a warm-up step on CUDA)')
     parser.add_argument('--stop-after', type=int, metavar='ITERATION',
                         help='stop (writing resume.pt) once this iteration is reached')
     return parser, parser.parse_args(argv)
@@ -552,6 +590,7 @@ def main(argv=None):
         except (OSError, ValueError) as error:
             raise TrainingError(f'cannot set up training: {error}') from error
         trainer.command = command_line(sys.argv[1:] if argv is None else argv)
+        trainer.report_memory = args.report_memory
         if args.resume:
             trainer.load_resume(os.path.join(out_dir, state.RESUME_FILE))
         trainer.run(stop_after=args.stop_after)
@@ -562,10 +601,7 @@ def main(argv=None):
         shutdown(env)
     if env.is_main:
         if args.report_memory:
-            source = ('torch.cuda.max_memory_allocated' if env.device.type == 'cuda'
-                      else 'peak RSS of the process')
-            print(f'peak memory: {peak_memory_mb(env.device):.0f} MB ({source}, '
-                  f'{env.device})')
+            print(peak_memory_report(env.device, since_iteration=trainer.peak_memory_since))
         print(f'iteration {trainer.iteration}/{config["optim"]["iterations"]}; '
               f'skipped steps: {trainer.skipped_steps}; outputs in {out_dir}')
     return 0

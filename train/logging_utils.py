@@ -101,6 +101,40 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_memory(device):
+    """Start the peak of peak_memory_mb afresh; return False where it cannot be (the CPU).
+
+    CUDA's allocator keeps a resettable peak; the kernel's peak RSS (ru_maxrss) only grows.
+    """
+    device = torch.device(device)
+    if device.type != 'cuda':
+        return False
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return True
+
+
+def peak_memory_report(device, *, since_iteration=None):
+    """Return the line of ``--report-memory``: the peak and what it includes.
+
+    `since_iteration` is the iteration after which reset_peak_memory ran, or None when the
+    peak covers the whole process.
+    """
+    device = torch.device(device)
+    figure = f'peak memory: {peak_memory_mb(device):.0f} MB'
+    if device.type != 'cuda':
+        return (f'{figure} (peak RSS of the process on {device}, which cannot be reset: it '
+                'includes start-up, building the models, data loading, the first (warm-up) '
+                'step and any validation, not the training steps alone)')
+    if since_iteration is None:
+        return (f'{figure} (torch.cuda.max_memory_allocated on {device} over the whole run, '
+                'including the warm-up of its first step: cuDNN benchmark workspaces and the '
+                'first allocation of the optimizer state; no step ran after it)')
+    return (f'{figure} (torch.cuda.max_memory_allocated on {device} after the warm-up step, '
+            f'from iteration {since_iteration} on: training steps, plus any validation or '
+            'sample grids in that span)')
+
+
 def current_memory_mb(device):
     """Return the memory in use now in MB: CUDA allocations, else the resident set size."""
     device = torch.device(device)

@@ -8,6 +8,7 @@ generator states are stored as tensors and lists for that reason.
 import os
 import random
 import subprocess
+import warnings
 
 import numpy as np
 import torch
@@ -44,8 +45,27 @@ def restore_rng_states(states):
     np.random.set_state((numpy['kind'], numpy['keys'].numpy().astype(np.uint32), numpy['pos'],
                          numpy['has_gauss'], numpy['cached_gaussian']))
     torch.set_rng_state(states['torch'])
-    if states['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states['cuda'])
+    restore_cuda_rng_states(states['cuda'])
+
+
+def restore_cuda_rng_states(saved):
+    """Restore the CUDA generators this machine has; warn about the GPUs it lacks.
+
+    The file holds one state per GPU the saving process saw, and a resume may run where
+    there are fewer (or none); torch.cuda.set_rng_state_all would then fail. Losing those
+    states does not change what training draws: the data order and every draw of a step
+    come from generators derived from (seed, iteration) (train.loader, train.step).
+    Return the indices of the saved states that could not be restored.
+    """
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index, rng_state in enumerate(saved[:count]):
+        torch.cuda.set_rng_state(rng_state, device=index)
+    missing = list(range(count, len(saved)))
+    if missing:
+        warnings.warn(f'resume: the CUDA RNG states of GPU {", ".join(map(str, missing))} '
+                      f'were not restored: this machine has {count} GPU(s) and the saving '
+                      f'run had {len(saved)}', stacklevel=2)
+    return missing
 
 
 def cpu_state_dict(module):

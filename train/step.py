@@ -188,7 +188,14 @@ class LocalSync:
 
 @dataclasses.dataclass
 class StepResult:
-    """Scalars of one step; `skipped` is True when a loss was NaN or infinite."""
+    """Scalars of one step and whether it changed the weights.
+
+    `skipped`: a loss was NaN or infinite, so nothing was back-propagated. `overflow`: the
+    losses were finite but the AMP GradScaler found inf or NaN in either model's gradients
+    after unscaling, so neither optimizer stepped and the scale was lowered (the usual fp16
+    back-off, frequent in the first steps while the scale settles). Either way neither
+    model's weights changed.
+    """
 
     skipped: bool
     loss: float
@@ -198,6 +205,12 @@ class StepResult:
     size: int
     entropy: float = math.nan  # mean softmax entropy on pasted pixels (nats)
     probes: dict = None        # flow gradient probes, on the steps that take them
+    overflow: bool = False     # GradScaler found inf/NaN gradients: neither model stepped
+
+    @property
+    def updated(self):
+        """Return whether both optimizers stepped."""
+        return not (self.skipped or self.overflow)
 
 
 def train_step(segmenter, flow, images, labels, *, outliers, randomness, optimizers,
@@ -208,7 +221,8 @@ def train_step(segmenter, flow, images, labels, *, outliers, randomness, optimiz
     (otherwise return skipped, gradients cleared, no optimizer step), one backward of
     Lseg + LRNVP, average the flow's gradients across processes (DDP does the segmenter's),
     unscale both optimizers so no AMP loss scale survives on either model's gradients,
-    then step both and update the scaler once.
+    then step both, or neither if either model's gradients overflowed (StepResult.overflow),
+    and update the scaler once.
     """
     optimizers.zero_grad()
     losses = compute_losses(segmenter, flow, images, labels, outliers=outliers,
@@ -251,15 +265,40 @@ def apply_losses(losses, *, flow, optimizers, sync=None):
     if flow is not None and optimizers.flow is not None:
         sync.average_gradients(flow.parameters())
     if scaler is not None:
-        for opt in optimizers.all():
-            scaler.unscale_(opt)
-        for opt in optimizers.all():
-            scaler.step(opt)
-        scaler.update()
+        result.overflow = not _scaled_step(optimizers)
     else:
         for opt in optimizers.all():
             opt.step()
     return result
+
+
+def _scaled_step(optimizers):
+    """Unscale both optimizers' gradients, step both or neither, update the scale once.
+
+    GradScaler.step checks each optimizer's gradients on its own, so an overflow in the
+    segmenter's alone would still let the flow step: the two models would then have taken
+    different numbers of steps, and the flow's update would follow a segmenter that did not
+    move. Here any inf or NaN skips both. Under DDP both models' gradients are all-reduced
+    before this point, so an overflow on one rank is an overflow on all (inf and NaN survive
+    the sum) and every rank decides alike. Return whether the optimizers stepped.
+    """
+    scaler = optimizers.scaler
+    for opt in optimizers.all():
+        scaler.unscale_(opt)
+    # unscale_ already recorded each optimizer's inf/NaN flag; reading it costs no extra
+    # pass over the gradients. The accessor is private: the CPU overflow tests in
+    # test/test_train_step.py fail if a torch release changes it.
+    overflow = any(float(found) > 0 for opt in optimizers.all()
+                   for found in scaler._found_inf_per_device(opt).values())
+    if not overflow:
+        for opt in optimizers.all():
+            scaler.step(opt)
+    # update() lowers the scale when any recorded flag is set, whether or not step ran.
+    scaler.update()
+    if overflow:
+        # Like a skipped loss: leave no (non-finite) gradient behind.
+        optimizers.zero_grad()
+    return not overflow
 
 
 def _backward_linked(losses, scaler):
