@@ -23,10 +23,12 @@ class FrameStats:
         self._processing_ms = collections.deque(maxlen=window)
         self._inference_ms = collections.deque(maxlen=window)
         self.received = self.processed = self.dropped = self.rejected = 0
+        # Frames whose forward pass also served another camera's frame (one batched pass).
+        self.batched = 0
         self._last = (0, 0, None)
 
     def count(self, name):
-        """Add one to the counter `name` (received, processed, dropped or rejected)."""
+        """Add one to the counter `name` (received, processed, dropped, rejected, batched)."""
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
@@ -45,7 +47,7 @@ class FrameStats:
             rate = (lambda new, old: (new - old) / elapsed if elapsed else 0.0)
             values = {
                 'received': self.received, 'processed': self.processed,
-                'dropped': self.dropped, 'rejected': self.rejected,
+                'dropped': self.dropped, 'rejected': self.rejected, 'batched': self.batched,
                 'input_rate_hz': rate(self.received, received),
                 'processed_rate_hz': rate(self.processed, processed),
                 **_percentiles('latency_ms', self._latencies_ms),

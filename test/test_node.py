@@ -8,7 +8,9 @@ from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, Paramet
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CompressedImage, Image
 
+from conftest import TINY_PALETTE
 from dense_ood_ros.image_codec import image_to_array
+from dense_ood_ros.labels import UNKNOWN_COLOR
 from dense_ood_ros.pipeline import DenseOODPipeline
 from ros_harness import Client, frame_message, NodeProcess, stamp_ns
 
@@ -47,20 +49,31 @@ def _send_and_wait(client, publisher, msg, topic, timeout=30.0):
     return client.spin_until(lambda: len(client.messages(topic)) > count, timeout)
 
 
+def _palette_colouring(open_set, palette):
+    """Return the rgb8 colours of open-set ids: the palette, unknown in UNKNOWN_COLOR."""
+    colours = np.array([*palette, UNKNOWN_COLOR], dtype=np.uint8)
+    return colours[open_set]
+
+
 def test_outputs_carry_the_input_header_and_equal_the_pipeline(client, tiny_checkpoint_path):
-    for output in OUTPUTS + ('semantic_color',):
+    topics = OUTPUTS + ('semantic_color', 'overlay')
+    for output in topics:
         client.record(f'/perception_node/{output}')
     publisher = client.publisher('/cam/image')
     rgb = _rgb(1)
-    with NodeProcess(*_node_args(tiny_checkpoint_path)) as node:
+    pipeline = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
+    # A threshold that splits the frame, so that known and unknown colours both show.
+    threshold = float(np.median(pipeline.infer(rgb).score))
+    pipeline.threshold = threshold
+    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', f'threshold:={threshold!r}',
+                                 '-p', 'overlay_alpha:=0.25')) as node:
         msg = frame_message(rgb, stamp_ns=1_234_567_890_123, frame_id='front_cam')
-        assert client.handshake(publisher, msg, [f'/perception_node/{o}' for o in
-                                                 OUTPUTS + ('semantic_color',)]), node.output
+        assert client.handshake(publisher, msg, [f'/perception_node/{o}' for o in topics]), \
+            node.output
         assert node.alive()
 
-    expected = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu').infer(rgb)
-    received = {o: client.messages(f'/perception_node/{o}')[0]
-                for o in OUTPUTS + ('semantic_color',)}
+    expected = pipeline.infer(rgb)
+    received = {o: client.messages(f'/perception_node/{o}')[0] for o in topics}
     for output, out_msg in received.items():
         assert stamp_ns(out_msg) == 1_234_567_890_123, output
         assert out_msg.header.frame_id == 'front_cam', output
@@ -70,9 +83,18 @@ def test_outputs_carry_the_input_header_and_equal_the_pipeline(client, tiny_chec
     np.testing.assert_array_equal(image_to_array(received['semantic']), expected.labels)
     np.testing.assert_array_equal(image_to_array(received['anomaly_mask']),
                                   expected.mask.astype(np.uint8) * 255)
-    np.testing.assert_array_equal(image_to_array(received['open_set']), expected.open_set)
+    open_set = image_to_array(received['open_set'])
+    np.testing.assert_array_equal(open_set, expected.open_set)
+    assert 0 < np.count_nonzero(open_set == 3) < open_set.size
+    # The colours are the palette colouring of ~/open_set, unknown in its own colour.
     color = image_to_array(received['semantic_color'])
-    assert color.shape == (48, 64, 3) and received['semantic_color'].encoding == 'rgb8'
+    assert received['semantic_color'].encoding == 'rgb8'
+    np.testing.assert_array_equal(color, _palette_colouring(open_set, TINY_PALETTE))
+    # The overlay blends the camera with those colours at overlay_alpha (rounded to uint8).
+    assert received['overlay'].encoding == 'rgb8'
+    blend = 0.75 * rgb.astype(np.float64) + 0.25 * color.astype(np.float64)
+    overlay_image = image_to_array(received['overlay']).astype(np.float64)
+    assert np.abs(overlay_image - blend).max() <= 1.0
 
 
 def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint_path):
@@ -86,7 +108,15 @@ def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint
         assert client.handshake(publisher, warm_up, ['/perception_node/anomaly_score'],
                                 period=3.0), node.output
         assert client.spin_until(lambda: _diagnostic_values(client) is not None, 10.0)
-        client.spin_for(3.0)
+
+        def idle():
+            # Every warm-up frame received so far is processed or dropped: none pending.
+            values = _diagnostic_values(client)
+            return int(values['processed']) + int(values['dropped']) == \
+                int(values['received'])
+
+        assert client.spin_until(idle, 30.0), _diagnostic_values(client)
+        client.spin_for(1.0)
         before = _diagnostic_values(client)
         client.received['/perception_node/anomaly_score'].clear()
         for msg in frames:
@@ -156,9 +186,12 @@ def test_malformed_frames_are_rejected_and_good_frames_still_served(
 def _set_parameter(client, name, value):
     service = client.node.create_client(SetParameters, '/perception_node/set_parameters')
     assert service.wait_for_service(timeout_sec=20.0)
-    value_msg = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-                 if isinstance(value, int) else
-                 ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    if isinstance(value, str):
+        value_msg = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    elif isinstance(value, int):
+        value_msg = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    else:
+        value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     future = service.call_async(SetParameters.Request(
         parameters=[ParameterMsg(name=name, value=value_msg)]))
     assert client.spin_until(future.done, timeout=20.0)
@@ -186,27 +219,90 @@ def test_threshold_changes_at_run_time_and_invalid_values_are_refused(client,
     assert nothing.max() == 0
 
 
-def test_two_cameras_get_their_own_outputs_and_headers(client, tiny_checkpoint_path):
-    for camera in ('front', 'rear'):
+def test_score_and_temperature_change_at_run_time_and_unset_values_mean_the_checkpoints(
+        client, tiny_checkpoint_path):
+    topic = '/perception_node/anomaly_score'
+    client.record(topic)
+    publisher = client.publisher('/cam/image')
+    rgb = _rgb(5)
+    msg = frame_message(rgb, stamp_ns=10**9)
+    checkpoint = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
+    entropy = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu',
+                                               score='entropy', temperature=3.0)
+    msp_t1 = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu',
+                                              score='msp', temperature=1.0)
+    assert checkpoint.score == 'msp' and checkpoint.temperature != 1.0
+
+    def latest():
+        assert _send_and_wait(client, publisher, msg, topic)
+        return image_to_array(client.messages(topic)[-1])
+
+    # '' / 0.0 / -1.0 given explicitly at start: the checkpoint's score, temperature and
+    # threshold.
+    unset = ('-p', "score:=''", '-p', 'temperature:=0.0', '-p', 'threshold:=-1.0')
+    with NodeProcess(*_node_args(tiny_checkpoint_path, *unset)) as node:
+        assert client.handshake(publisher, msg, [topic]), node.output
+        np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
+        assert _set_parameter(client, 'score', 'entropy').successful
+        assert _set_parameter(client, 'temperature', 3.0).successful
+        np.testing.assert_allclose(latest(), entropy.infer(rgb).score, atol=1e-5)
+        assert _set_parameter(client, 'score', 'msp').successful
+        assert _set_parameter(client, 'temperature', 1.0).successful
+        np.testing.assert_allclose(latest(), msp_t1.infer(rgb).score, atol=1e-5)
+        # Unset again at run time: back to the checkpoint's values.
+        assert _set_parameter(client, 'score', '').successful
+        assert _set_parameter(client, 'temperature', 0.0).successful
+        np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
+        refused = _set_parameter(client, 'score', 'energy')
+        assert not refused.successful and 'score' in refused.reason
+        np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
+
+
+def test_two_cameras_share_one_forward_pass_and_get_their_own_outputs(
+        client, tiny_checkpoint_path):
+    cameras = ('front', 'rear')
+    for camera in cameras:
         client.record(f'/perception_node/{camera}/anomaly_score')
-    front = client.publisher('/front/image')
-    rear = client.publisher('/rear/image')
+    client.record('/diagnostics', DiagnosticArray)
+    publishers = {camera: client.publisher(f'/{camera}/image') for camera in cameras}
+    # A 512-pixel network input: the tiny model takes about a second per frame here, so
+    # frames sent while it works wait for the same next pass.
     args = ('-p', f'checkpoint:={tiny_checkpoint_path}', '-p', 'device:=cpu',
-            '-p', 'cameras:=[front, rear]')
+            '-p', 'cameras:=[front, rear]', '-p', 'input_short_edge:=512',
+            '-p', 'diagnostics_period:=0.5')
+    frames = {'front': _rgb(1), 'rear': _rgb(2)}
+    stamps = {'front': 11 * 10**9, 'rear': 22 * 10**9}
     with NodeProcess(*args) as node:
-        assert client.handshake(front, frame_message(_rgb(1), stamp_ns=11 * 10**9,
-                                                     frame_id='front'),
-                                ['/perception_node/front/anomaly_score']), node.output
-        assert client.handshake(rear, frame_message(_rgb(2), stamp_ns=22 * 10**9,
-                                                    frame_id='rear'),
-                                ['/perception_node/rear/anomaly_score']), node.output
-    front_out = client.messages('/perception_node/front/anomaly_score')[0]
-    rear_out = client.messages('/perception_node/rear/anomaly_score')[0]
-    assert (front_out.header.frame_id, stamp_ns(front_out)) == ('front', 11 * 10**9)
-    assert (rear_out.header.frame_id, stamp_ns(rear_out)) == ('rear', 22 * 10**9)
-    pipeline = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
-    np.testing.assert_allclose(image_to_array(rear_out), pipeline.infer(_rgb(2)).score,
-                               atol=1e-5)
+        for camera in cameras:  # discovery both ways, one camera at a time
+            assert client.handshake(publishers[camera],
+                                    frame_message(_rgb(9), stamp_ns=1, frame_id=camera),
+                                    [f'/perception_node/{camera}/anomaly_score'],
+                                    period=3.0), node.output
+        assert client.spin_until(lambda: _diagnostic_values(client, 'rear') is not None, 10.0)
+        # Keep the worker busy, then give both cameras a frame while it works.
+        publishers['front'].publish(frame_message(_rgb(8), stamp_ns=5, frame_id='front'))
+        client.spin_for(0.3)
+        for camera in cameras:
+            publishers[camera].publish(frame_message(frames[camera], stamp_ns=stamps[camera],
+                                                     frame_id=camera))
+
+        def arrived(camera):
+            return any(stamp_ns(m) == stamps[camera]
+                       for m in client.messages(f'/perception_node/{camera}/anomaly_score'))
+
+        assert client.spin_until(lambda: all(arrived(c) for c in cameras), 60.0), node.output
+        client.spin_for(1.5)  # one more diagnostics period
+        batched = {c: int(_diagnostic_values(client, c)['batched']) for c in cameras}
+    # Diagnostics: exactly the two frames sent together shared one forward pass.
+    assert batched == {'front': 1, 'rear': 1}, batched
+    pipeline = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu',
+                                                input_short_edge=512)
+    for camera in cameras:
+        (out,) = [m for m in client.messages(f'/perception_node/{camera}/anomaly_score')
+                  if stamp_ns(m) == stamps[camera]]
+        assert out.header.frame_id == camera
+        np.testing.assert_allclose(image_to_array(out), pipeline.infer(frames[camera]).score,
+                                   atol=1e-5, err_msg=camera)
 
 
 def test_compressed_transport_decodes_and_rejects_corrupt_frames(client,
@@ -251,6 +347,7 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
     missing = tmp_path / 'no_such.pt'
     with NodeProcess('-p', f'checkpoint:={missing}') as node:
         code = node.wait(timeout=60.0)
-    assert code != 0
+    # The README promises exit code 1 for a missing or invalid checkpoint.
+    assert code == 1, node.output
     assert 'no_such.pt' in node.output and 'no such file' in node.output
     assert 'Traceback' not in node.output
