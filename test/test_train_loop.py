@@ -4,9 +4,11 @@ import csv
 import math
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -329,3 +331,47 @@ def test_report_memory_on_cuda_restarts_the_peak_after_the_warm_up_step(tmp_path
     assert trainer.peak_memory_since == 1
     report = peak_memory_report(trainer.device, since_iteration=trainer.peak_memory_since)
     assert 'after the warm-up step, from iteration 1 on' in report
+
+
+def _train_process(config_path, out, *extra):
+    return subprocess.Popen(
+        [sys.executable, '-m', 'train.joint', '--config', str(config_path), '--out', str(out),
+         *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'})
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_periodic_save_then_resume_gives_the_straight_runs_weights(tmp_path):
+    # As a user meets it: the process dies without warning (OOM killer, power) right after
+    # a periodic resume.pt, and the same command with --resume finishes the run.
+    config_path = tmp_path / 'tiny.yaml'
+    raw = tiny_raw(8, log__checkpoint_interval=2, log__sample_interval=0)
+    config_path.write_text(yaml.safe_dump(raw))
+    straight = _train_process(config_path, tmp_path / 'straight')
+    output, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, output
+
+    out = tmp_path / 'killed'
+    victim = _train_process(config_path, out)
+    deadline = time.monotonic() + 600
+    while not (out / 'resume.pt').exists():
+        assert victim.poll() is None, victim.communicate()[0]
+        assert time.monotonic() < deadline, 'no periodic resume.pt appeared'
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    assert not (out / 'model.pt').exists(), 'the run finished before it was killed'
+
+    resumed = _train_process(config_path, out, '--resume')
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    first, second = (load_checkpoint(path / 'model.pt') for path in (tmp_path / 'straight', out))
+    for name in ('state_dict', 'flow_state_dict'):
+        a, b = getattr(first, name), getattr(second, name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    # Atomic writes: nothing half-written is left behind.
+    leftovers = [p.name for p in out.rglob('*') if p.is_file() and (
+        p.suffix in ('.tmp', '.part') or p.name.startswith('.'))]
+    assert not leftovers, leftovers
