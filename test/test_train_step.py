@@ -291,7 +291,7 @@ def test_labels_at_twice_the_input_resolution_are_scored_there():
                             randomness=step_randomness(0, 0), normalize=_normalize())
     # Pasted pixels are counted on the label grid: four label pixels per input pixel.
     assert losses.seg.num_outliers == 4 * 2 * losses.size ** 2
-    assert math.isfinite(float(losses.seg.loss))
+    assert math.isfinite(float(losses.seg.loss.detach()))
     norms = flow_gradient_norms(losses, flow)
     assert norms['kl'] > 0 and norms['ce'] > 0
 
