@@ -53,8 +53,10 @@ VARIANTS = {
     'rnvp': ['outliers.mode=rnvp', 'outliers.flow_signal=pasted'],
     'rnvp_full': ['outliers.mode=rnvp', 'outliers.flow_signal=full'],
 }
-MODEL_NAMES = {'none': 'LDN', 'noise': 'LDN + noise', 'rnvp': 'LDN + RNVP',
+MODEL_NAMES = {'none': 'LDN', 'noise': 'LDN + noise', 'rnvp': 'LDN + RNVP (KL on samples)',
                'rnvp_full': 'LDN + RNVP (full Eq. 4)'}
+# The method's variants, each compared with both baselines.
+METHODS = ('rnvp', 'rnvp_full')
 # Table 3's rows per model, in the paper's order.
 SETTINGS = [('msp', 1.0), ('entropy', 1.0), ('msp', 10.0), ('entropy', 2.0)]
 METRICS = ('miou', 'ap', 'fpr95', 'auroc')
@@ -306,7 +308,8 @@ def main(argv=None):
             results[variant][seed] = future.result()
     rows = summarise(results, args.variants, args.seeds)
     print(format_summary(rows))
-    compared = comparisons(results, args.seeds)
+    compared = [entry for method in METHODS
+                for entry in comparisons(results, args.seeds, method=method)]
     for entry in compared:
         print(f'{entry["method"]} vs {entry["rival"]} ({entry["score"]}, '
               f'T={entry["temperature"]:g}): '

@@ -67,10 +67,10 @@ DEFAULTS = {
     },
     'outliers': {
         'mode': 'rnvp',
-        # What of Lseg reaches the flow (DESIGN.md section 4): 'pasted', the KL term on the
-        # pasted pixels only (the paper's stated intent), or 'full', the whole of Eq. 4
-        # (Algorithm 2 read literally). Either is summed over an image's pixels.
-        'flow_signal': 'pasted',
+        # What of Lseg reaches the flow (docs/method.md): 'full', the whole of Eq. 4
+        # (Algorithm 2 read literally; the winner over three seeds), or 'pasted', the KL term
+        # on the pasted pixels only (the paper's stated intent). Summed over an image's pixels.
+        'flow_signal': 'full',
         'lambda': 1.0e-3,
         'size_min': 64,
         'size_max': 144,

@@ -14,8 +14,9 @@ class OutlierSettings:
     `mode` is 'rnvp' (the paper's method), 'noise' (Gaussian noise patches clipped to
     [0, 1], the "LDN + noise" baseline) or 'none' (plain cross-entropy, the MSP baseline).
     `sizes` are the candidate patch sides, one drawn per step; `lam` weighs the KL term.
-    `flow_signal` says what of Lseg reaches the flow in the dense task: 'pasted' (the KL
-    term on pasted pixels) or 'full' (all of Eq. 4, through the receptive field too).
+    `flow_signal` says what of Lseg reaches the flow in the dense task: 'full' (all of
+    Eq. 4, through the receptive field too; the default) or 'pasted' (the KL term on pasted
+    pixels).
     """
 
     mode: str
@@ -23,7 +24,7 @@ class OutlierSettings:
     lam: float
     noise_mean: float = 0.5
     noise_std: float = 0.25
-    flow_signal: str = 'pasted'
+    flow_signal: str = 'full'
 
     @classmethod
     def from_config(cls, config):
