@@ -5,7 +5,6 @@ message of each camera; a worker thread runs the newest frames of all cameras th
 batched forward pass and publishes, so a slow model never builds a queue of stale frames.
 """
 
-import collections
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ from dense_ood_ros import node_params
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
 from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
-from dense_ood_ros.pipeline import network_size, pipeline_from_params, resolve_settings
+from dense_ood_ros.pipeline import pipeline_from_params, resolve_settings
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
 
 # Outputs go to every subscriber that asks, so they are reliable with a short history.
@@ -213,10 +212,8 @@ class PerceptionNode(Node):
         start_ns = time.monotonic_ns()
         results = self.pipeline.infer_batch([rgb for *_, rgb in batch])
         inference_ms = (time.monotonic_ns() - start_ns) / 1e6
-        # Frames of one network input size shared a forward pass (DenseOODPipeline groups so).
-        sizes = collections.Counter(self._network_size(rgb) for *_, rgb in batch)
         for (camera, msg, arrival_ns, rgb), result in zip(batch, results):
-            if sizes[self._network_size(rgb)] > 1:
+            if result.batch > 1:
                 camera.stats.count('batched')
             self._publish(camera, msg.header, rgb, result)
             now = self.get_clock().now()
@@ -225,9 +222,6 @@ class PerceptionNode(Node):
                 since_stamp_ms=(now - stamp).nanoseconds / 1e6,
                 since_arrival_ms=(time.monotonic_ns() - arrival_ns) / 1e6,
                 inference_ms=inference_ms)
-
-    def _network_size(self, rgb):
-        return network_size(rgb.shape[0], rgb.shape[1], self.pipeline.input_short_edge)
 
     def _decode(self, camera, msg):
         try:

@@ -26,6 +26,7 @@ class PipelineResult:
     score: np.ndarray     # float32 (H, W) anomaly score, higher is more anomalous
     mask: np.ndarray      # bool (H, W), score > threshold
     open_set: np.ndarray  # uint8 (H, W) labels with anomalous pixels set to num_classes
+    batch: int = 1        # frames its forward pass served, itself included
 
 
 def resolve_device(device):
@@ -185,6 +186,7 @@ class DenseOODPipeline:
             for (score, labels), index in zip(outputs, indices):
                 results[index] = self._to_input_resolution(frames[index], score, labels,
                                                            settings[2])
+                results[index].batch = len(indices)
         return results
 
     def preprocess(self, frames, size):

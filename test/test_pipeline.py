@@ -97,6 +97,10 @@ def test_batched_frames_come_back_in_input_order_equal_to_single_frames(pipeline
     batched = pipeline.infer_batch(frames)
     singles = [pipeline.infer(rgb) for rgb in frames]
     assert len(batched) == len(frames)
+    # Which frames shared a forward pass (the node reports it): at short edge 64, A (64x96)
+    # and B (32x48, upscaled) both enter the network at 64x96; C (80x80) alone at 64x64.
+    assert [result.batch for result in batched] == [4, 4, 4, 1, 4]
+    assert all(single.batch == 1 for single in singles)
     for index, (result, single) in enumerate(zip(batched, singles)):
         assert result.score.shape == frames[index].shape[:2]
         # A batched convolution may round differently from a single one: equal up to that.
