@@ -31,7 +31,7 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 # Table 3 in miniature: 3 seeds x 4 variants on the synthetic world, two runs at a time
-# (about 100 minutes on 2 CPU cores; interrupted runs resume).
+# (about 2 hours on 2 CPU cores; interrupted runs resume).
 reproduce: venv
 	$(PY) benchmarks/reproduce_table3.py
 

@@ -193,7 +193,9 @@ def run_one(args, variant, seed, commit):
     with open(result, encoding='utf-8') as stream:
         evaluation = json.load(stream)
     if seconds is not None:
+        # Kept with the run, so a later aggregation that reuses it still reports the time.
         evaluation['train_seconds'] = seconds
+        write_json(result, evaluation)
     return evaluation
 
 
