@@ -5,6 +5,14 @@ PY := $(VENV)/bin/python
 # Re-install only when the requirements change; the stamp is a copy of what was installed.
 STAMP := $(VENV)/.installed-requirements.txt
 PYTEST_ARGS ?=
+# vision_msgs (for ~/anomaly_detections) is not on PyPI. A ROS 2 install has it already; here
+# the prebuilt copy in ../shared/vision_msgs serves the tests and the demo when present.
+VISION_MSGS ?= $(abspath ../shared/vision_msgs/tree)
+ifneq ($(wildcard $(VISION_MSGS)/lib/python3.11/site-packages/vision_msgs),)
+export PYTHONPATH := $(VISION_MSGS)/lib/python3.11/site-packages$(if $(PYTHONPATH),:$(PYTHONPATH))
+export LD_LIBRARY_PATH := $(VISION_MSGS)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export AMENT_PREFIX_PATH := $(VISION_MSGS)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+endif
 
 .PHONY: venv test lint bench reproduce demo clean
 

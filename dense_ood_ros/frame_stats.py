@@ -25,12 +25,14 @@ class FrameStats:
         self.received = self.processed = self.dropped = self.rejected = 0
         # Frames whose forward pass also served another camera's frame (one batched pass).
         self.batched = 0
+        # Obstacle hypotheses published on ~/anomaly_detections, all frames together.
+        self.detections = 0
         self._last = (0, 0, None)
 
-    def count(self, name):
-        """Add one to the counter `name` (received, processed, dropped, rejected, batched)."""
+    def count(self, name, amount=1):
+        """Add to the counter `name` (received, processed, dropped, rejected, batched, ...)."""
         with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
+            setattr(self, name, getattr(self, name) + amount)
 
     def add_latency(self, *, since_stamp_ms, since_arrival_ms, inference_ms):
         """Record the latencies of one processed frame and its pipeline time."""
@@ -48,6 +50,7 @@ class FrameStats:
             values = {
                 'received': self.received, 'processed': self.processed,
                 'dropped': self.dropped, 'rejected': self.rejected, 'batched': self.batched,
+                'detections': self.detections,
                 'input_rate_hz': rate(self.received, received),
                 'processed_rate_hz': rate(self.processed, processed),
                 **_percentiles('latency_ms', self._latencies_ms),

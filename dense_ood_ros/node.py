@@ -5,6 +5,7 @@ message of each camera; a worker thread runs the newest frames of all cameras th
 batched forward pass and publishes, so a slow model never builds a queue of stale frames.
 """
 
+import dataclasses
 import sys
 import threading
 import time
@@ -25,11 +26,13 @@ from rclpy.serialization import deserialize_message
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from dense_ood_ros import node_params
+from dense_ood_ros import detection_msgs, node_params
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
 from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
 from dense_ood_ros.pipeline import pipeline_from_params, resolve_settings
+from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, drivable_ids, find_regions,
+                                   RegionPersistence)
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
 
 # Outputs go to every subscriber that asks, so they are reliable with a short history.
@@ -37,7 +40,39 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 WARN_THROTTLE_S = 5.0
 
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+                    list: ParameterType.PARAMETER_STRING_ARRAY}
+IMAGE_OUTPUTS = ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set', 'semantic_color',
+                 'overlay')
+DETECTIONS = 'anomaly_detections'
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionSettings:
+    """How ~/anomaly_detections turns a frame into regions (swapped whole on a change)."""
+
+    drivable: tuple
+    min_area: int
+    score: str
+    persistence: int
+    window: int
+
+    @classmethod
+    def from_params(cls, params, class_names):
+        """Validate the region parameters against the model; raise ValueError naming one."""
+        reason = node_params.check_persistence(params)
+        if reason:
+            raise ValueError(reason)
+        names = node_params.drivable_names(params['drivable_classes'])
+        if names == list(DEFAULT_DRIVABLE_CLASSES) and not set(names) & set(class_names):
+            names = []  # a model without a road class: the default keeps every region
+        try:
+            drivable = drivable_ids(class_names, names)
+        except ValueError as error:
+            raise ValueError(f'parameter drivable_classes={names!r}: {error}') from None
+        return cls(drivable=drivable, min_area=params['region_min_area'],
+                   score=params['region_score'], persistence=params['region_persistence'],
+                   window=params['region_window'])
 
 
 class CameraChannel:
@@ -50,9 +85,10 @@ class CameraChannel:
     frame, on the cores the forward pass needs.
     """
 
-    def __init__(self, node, name, *, compressed, qos):
+    def __init__(self, node, name, *, compressed, qos, persistence):
         self.name = name or 'camera'
         self.stats = FrameStats()
+        self.persistence = persistence
         self._node = node
         self._lock = threading.Lock()
         self._latest = None
@@ -68,8 +104,10 @@ class CameraChannel:
                                                      raw=True)
         self.publishers = {
             output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS)
-            for output in ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set',
-                           'semantic_color', 'overlay')}
+            for output in IMAGE_OUTPUTS}
+        if detection_msgs.AVAILABLE:
+            self.publishers[DETECTIONS] = node.create_publisher(
+                detection_msgs.Detection2DArray, f'~/{prefix}{DETECTIONS}', OUTPUT_QOS)
 
     def store(self, msg):
         """Keep only the newest (serialised) message; an older unprocessed one is dropped."""
@@ -92,7 +130,8 @@ class CameraChannel:
 
     def wants(self, output):
         """Tell whether anyone subscribes to an output (unsubscribed outputs are skipped)."""
-        return self.publishers[output].get_subscription_count() > 0
+        publisher = self.publishers.get(output)
+        return publisher is not None and publisher.get_subscription_count() > 0
 
 
 class PerceptionNode(Node):
@@ -117,6 +156,9 @@ class PerceptionNode(Node):
         self._params = params
         self._max_pixels = params['max_input_pixels']
         self._compressed = params['input_transport'] == 'compressed'
+        self._regions = RegionSettings.from_params(params, self.checkpoint.class_names)
+        # Detections carry the open-set id of unknown pixels, as ~/open_set does.
+        self._unknown_id = str(self.pipeline.num_classes)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         input_qos = QoSProfile(
@@ -124,8 +166,13 @@ class PerceptionNode(Node):
             reliability=(ReliabilityPolicy.RELIABLE if params['qos_reliability'] == 'reliable'
                          else ReliabilityPolicy.BEST_EFFORT))
         names = node_params.camera_names(self._declared_cameras())
-        self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=input_qos)
+        self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=input_qos,
+                                      persistence=self._new_persistence())
                         for name in names]
+        if not detection_msgs.AVAILABLE:
+            self.get_logger().warning(
+                f'~/{DETECTIONS} is not published: {detection_msgs.UNAVAILABLE_REASON}; '
+                'install ros-<distro>-vision-msgs (every other output works)')
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # A steady clock keeps diagnostics flowing under use_sim_time before /clock arrives.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -174,14 +221,23 @@ class PerceptionNode(Node):
             score, temperature, threshold = resolve_settings(
                 self.checkpoint, score=updated['score'], temperature=updated['temperature'],
                 threshold=updated['threshold'])
+            regions = RegionSettings.from_params(updated, self.checkpoint.class_names)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self.pipeline.settings_lock:
             self.pipeline.score = score
             self.pipeline.temperature = temperature
             self.pipeline.threshold = threshold
+        if regions != self._regions:
+            # Regions seen under other settings say nothing about persistence under these.
+            self._regions = regions
+            for camera in self.cameras:
+                camera.persistence = self._new_persistence()
         self._params = updated
         return SetParametersResult(successful=True)
+
+    def _new_persistence(self):
+        return RegionPersistence(self._regions.persistence, self._regions.window)
 
     def wake_worker(self):
         """Tell the worker that a new frame is waiting."""
@@ -261,6 +317,8 @@ class PerceptionNode(Node):
             publish['open_set'].publish(array_to_image(result.open_set, encoding='mono8',
                                                        header=header))
         wants_color, wants_overlay = camera.wants('semantic_color'), camera.wants('overlay')
+        if camera.wants(DETECTIONS):
+            self._publish_detections(camera, header, result)
         if wants_color or wants_overlay:
             color = colorize(result.open_set, self._lut)
             if wants_color:
@@ -271,6 +329,16 @@ class PerceptionNode(Node):
                 publish['overlay'].publish(array_to_image(blended, encoding='rgb8',
                                                           header=header))
         camera.stats.count('processed')
+
+    def _publish_detections(self, camera, header, result):
+        settings = self._regions
+        regions = find_regions(result.score, result.labels, threshold=result.threshold,
+                               drivable=settings.drivable, min_area=settings.min_area,
+                               region_score=settings.score)
+        reported = camera.persistence.update(regions)
+        camera.publishers[DETECTIONS].publish(
+            detection_msgs.detection_array(header, reported, self._unknown_id))
+        camera.stats.count('detections', len(reported))
 
     def _publish_diagnostics(self):
         array = DiagnosticArray()
@@ -287,7 +355,9 @@ class PerceptionNode(Node):
             elif values['rejected']:
                 status.level = DiagnosticStatus.WARN
                 status.message = f'{values["rejected"]} frame(s) rejected'
-            values.update(device=str(self.pipeline.device), checkpoint=self.checkpoint_path)
+            values.update(device=str(self.pipeline.device), checkpoint=self.checkpoint_path,
+                          anomaly_detections=('published' if detection_msgs.AVAILABLE else
+                                              detection_msgs.UNAVAILABLE_REASON))
             status.values = [KeyValue(key=key, value=_format(value))
                              for key, value in values.items()]
             array.status.append(status)

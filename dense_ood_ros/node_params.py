@@ -4,9 +4,12 @@ import dataclasses
 import math
 
 from dense_ood_ros.pipeline import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_MODES
+from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
 from dense_ood_ros.scores import SCORES
 
 RELIABILITIES = ('best_effort', 'reliable')
+# Chosen on a held-out synthetic split (seed 1), not on the demo bag: docs/regions.md.
+REGION_DEFAULTS = {'min_area': 20, 'persistence': 1, 'window': 1, 'score': 'peak'}
 TRANSPORTS = ('raw', 'compressed')
 
 
@@ -50,6 +53,25 @@ PARAMETERS = {
     'max_input_pixels': ParameterSpec(
         4096 * 4096, 'Frames with more pixels than this are rejected.'),
     'diagnostics_period': ParameterSpec(1.0, 'Seconds between /diagnostics messages.'),
+    # ~/anomaly_detections (docs/regions.md): defaults chosen on a held-out synthetic split.
+    'region_min_area': ParameterSpec(
+        REGION_DEFAULTS['min_area'],
+        'Pixels (at the camera resolution) a region needs to be reported.', dynamic=True),
+    'drivable_classes': ParameterSpec(
+        list(DEFAULT_DRIVABLE_CLASSES),
+        "Class names of the drivable area a region must touch; [''] keeps every region.",
+        dynamic=True),
+    'region_persistence': ParameterSpec(
+        REGION_DEFAULTS['persistence'],
+        'Report a region once seen in this many of the last region_window frames.',
+        dynamic=True),
+    'region_window': ParameterSpec(
+        REGION_DEFAULTS['window'],
+        'Frames of a camera the persistence looks back over, this one included; '
+        'persistence = window = 1 reports every region at once.', dynamic=True),
+    'region_score': ParameterSpec(
+        REGION_DEFAULTS['score'], "A region's score: peak or mean of its pixels' scores.",
+        dynamic=True),
 }
 
 
@@ -71,9 +93,29 @@ def validate(name, value):
         'overlay_alpha': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
         'max_input_pixels': lambda v: None if v >= 1 else 'must be >= 1',
         'diagnostics_period': lambda v: None if v > 0 else 'must be > 0',
+        'region_min_area': lambda v: None if v >= 1 else 'must be >= 1',
+        'drivable_classes': lambda v: (None if all(isinstance(n, str) for n in v)
+                                       else 'must be a list of class names'),
+        'region_persistence': lambda v: None if v >= 1 else 'must be >= 1',
+        'region_window': lambda v: None if v >= 1 else 'must be >= 1',
+        'region_score': lambda v: (None if v in REGION_SCORES
+                                   else f'must be one of {REGION_SCORES}'),
     }
     check = checks.get(name)
     return check(value) if check else None
+
+
+def check_persistence(params):
+    """Return None if region_persistence <= region_window, else the reason it is not."""
+    if params['region_persistence'] > params['region_window']:
+        return (f'region_persistence {params["region_persistence"]} exceeds region_window '
+                f'{params["region_window"]}')
+    return None
+
+
+def drivable_names(value):
+    """Return the drivable class names of the parameter; [''] (or []) means none."""
+    return [name for name in value if name]
 
 
 def _check_device(value):

@@ -27,6 +27,7 @@ class PipelineResult:
     mask: np.ndarray      # bool (H, W), score > threshold
     open_set: np.ndarray  # uint8 (H, W) labels with anomalous pixels set to num_classes
     batch: int = 1        # frames its forward pass served, itself included
+    threshold: float = None  # the threshold `mask` was cut at (settings may change later)
 
 
 def resolve_device(device):
@@ -239,7 +240,8 @@ class DenseOODPipeline:
         mask = score > threshold
         open_set = labels.copy()
         open_set[mask] = self.num_classes
-        return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set)
+        return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set,
+                              threshold=threshold)
 
     @torch.inference_mode()
     def infer_scores(self, rgb, settings):

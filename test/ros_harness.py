@@ -24,13 +24,18 @@ OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 INPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def ros_environment(*, import_checkout=True):
+def ros_environment(*, import_checkout=True, vision_msgs=True):
     """Return os.environ with DDS traffic confined to this machine and this test run.
 
     `import_checkout` puts this checkout first on PYTHONPATH; an installed package is
-    tested without it.
+    tested without it. `vision_msgs=False` takes a vision_msgs install off the search
+    paths (the node without it).
     """
     env = dict(os.environ)
+    if not vision_msgs:
+        for name in ('PYTHONPATH', 'LD_LIBRARY_PATH', 'AMENT_PREFIX_PATH'):
+            env[name] = os.pathsep.join(p for p in env.get(name, '').split(os.pathsep)
+                                        if p and 'vision_msgs' not in p)
     assert 'ROS_DOMAIN_ID' in env, 'conftest sets a domain per test run'
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env['PYTHONUNBUFFERED'] = '1'
@@ -42,11 +47,11 @@ def ros_environment(*, import_checkout=True):
 class ChildProcess:
     """A command in its own process with the test run's ROS environment, output collected."""
 
-    def __init__(self, command, *, import_checkout=True, cwd=ROOT):
+    def __init__(self, command, *, import_checkout=True, cwd=ROOT, vision_msgs=True):
         """Start `command`; `import_checkout` puts this checkout first on PYTHONPATH."""
-        self.process = subprocess.Popen(command, env=ros_environment(
-            import_checkout=import_checkout), cwd=cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+        env = ros_environment(import_checkout=import_checkout, vision_msgs=vision_msgs)
+        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
         self._output = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -100,11 +105,11 @@ class ChildProcess:
 class NodeProcess(ChildProcess):
     """perception_node running in its own process with the given ROS arguments."""
 
-    def __init__(self, *ros_args, command=None, cwd=ROOT):
+    def __init__(self, *ros_args, command=None, cwd=ROOT, vision_msgs=True):
         """Start `command` (default: this checkout's node module) with `ros_args`."""
         base = command or [sys.executable, '-m', 'dense_ood_ros.node']
         super().__init__([*base, '--ros-args', *ros_args], import_checkout=command is None,
-                         cwd=cwd)
+                         cwd=cwd, vision_msgs=vision_msgs)
 
 
 class ToolProcess(ChildProcess):

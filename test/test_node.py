@@ -29,12 +29,13 @@ def client():
     client.close()
 
 
-def _node_args(checkpoint, *extra, camera_topic='/cam/image'):
+def node_args(checkpoint, *extra, camera_topic='/cam/image'):
+    """Return the node's ROS arguments: CPU, fast diagnostics, camera on `camera_topic`."""
     return ('-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu', '-p', 'qos_depth:=1',
             '-p', 'diagnostics_period:=0.5', '-r', f'image:={camera_topic}', *extra)
 
 
-def _diagnostic_values(client, camera='camera'):
+def diagnostic_values(client, camera='camera'):
     """Return the key/values of the newest diagnostics status for `camera`."""
     for array in reversed(client.messages('/diagnostics')):
         for status in array.status:
@@ -65,8 +66,8 @@ def test_outputs_carry_the_input_header_and_equal_the_pipeline(client, tiny_chec
     # A threshold that splits the frame, so that known and unknown colours both show.
     threshold = float(np.median(pipeline.infer(rgb).score))
     pipeline.threshold = threshold
-    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', f'threshold:={threshold!r}',
-                                 '-p', 'overlay_alpha:=0.25')) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path, '-p', f'threshold:={threshold!r}',
+                                '-p', 'overlay_alpha:=0.25')) as node:
         msg = frame_message(rgb, stamp_ns=1_234_567_890_123, frame_id='front_cam')
         assert client.handshake(publisher, msg, [f'/perception_node/{o}' for o in topics]), \
             node.output
@@ -103,21 +104,21 @@ def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint
     client.record('/diagnostics', DiagnosticArray)
     publisher = client.publisher('/cam/image')
     frames = [frame_message(_rgb(i), stamp_ns=(i + 1) * 10**9) for i in range(50)]
-    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', 'input_short_edge:=512')) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path, '-p', 'input_short_edge:=512')) as node:
         warm_up = frame_message(_rgb(99), stamp_ns=1)
         assert client.handshake(publisher, warm_up, ['/perception_node/anomaly_score'],
                                 period=3.0), node.output
-        assert client.spin_until(lambda: _diagnostic_values(client) is not None, 10.0)
+        assert client.spin_until(lambda: diagnostic_values(client) is not None, 10.0)
 
         def idle():
             # Every warm-up frame received so far is processed or dropped: none pending.
-            values = _diagnostic_values(client)
+            values = diagnostic_values(client)
             return int(values['processed']) + int(values['dropped']) == \
                 int(values['received'])
 
-        assert client.spin_until(idle, 30.0), _diagnostic_values(client)
+        assert client.spin_until(idle, 30.0), diagnostic_values(client)
         client.spin_for(1.0)
-        before = _diagnostic_values(client)
+        before = diagnostic_values(client)
         client.received['/perception_node/anomaly_score'].clear()
         for msg in frames:
             publisher.publish(msg)
@@ -132,7 +133,7 @@ def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint
         client.spin_for(2.0)
         assert [stamp_ns(m) for m in client.messages('/perception_node/anomaly_score')] == \
             processed
-        values = _diagnostic_values(client)
+        values = diagnostic_values(client)
     assert processed == sorted(processed)
     assert len(processed) < 25, 'a backlog of stale frames was processed'
     assert values is not None
@@ -163,16 +164,16 @@ def test_malformed_frames_are_rejected_and_good_frames_still_served(
     bad_frames = [bad(encoding='hsv8'), bad(step=64 * 3 + 1), bad(height=0, width=0, step=0),
                   bad(data=bytes(10)), too_big]
     # A deeper input queue so that no frame is lost before the node sees it.
-    args = _node_args(tiny_checkpoint_path, '-p', 'max_input_pixels:=10000',
-                      '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=10')
+    args = node_args(tiny_checkpoint_path, '-p', 'max_input_pixels:=10000',
+                     '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=10')
     with NodeProcess(*args) as node:
         assert client.handshake(publisher, good, ['/perception_node/semantic']), node.output
         client.received['/perception_node/semantic'].clear()
         for index, broken in enumerate(bad_frames):
             publisher.publish(broken)
             assert client.spin_until(
-                lambda: (_diagnostic_values(client) or {}).get('rejected') == str(index + 1),
-                timeout=10.0), (index, _diagnostic_values(client), node.output)
+                lambda: (diagnostic_values(client) or {}).get('rejected') == str(index + 1),
+                timeout=10.0), (index, diagnostic_values(client), node.output)
             good.header.stamp.sec = 100 + index
             assert _send_and_wait(client, publisher, good, '/perception_node/semantic'), \
                 f'no output after bad frame {index}: {node.output}'
@@ -183,10 +184,14 @@ def test_malformed_frames_are_rejected_and_good_frames_still_served(
     assert stamps == [100 + i for i in range(len(bad_frames))]
 
 
-def _set_parameter(client, name, value):
+def set_parameter(client, name, value):
+    """Set one parameter of /perception_node through its service; return the result."""
     service = client.node.create_client(SetParameters, '/perception_node/set_parameters')
     assert service.wait_for_service(timeout_sec=20.0)
-    if isinstance(value, str):
+    if isinstance(value, list):
+        value_msg = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
+                                   string_array_value=value)
+    elif isinstance(value, str):
         value_msg = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
     elif isinstance(value, int):
         value_msg = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
@@ -203,18 +208,18 @@ def test_threshold_changes_at_run_time_and_invalid_values_are_refused(client,
     client.record('/perception_node/anomaly_mask')
     publisher = client.publisher('/cam/image')
     msg = frame_message(_rgb(3), stamp_ns=10**9)
-    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', 'threshold:=0.0')) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path, '-p', 'threshold:=0.0')) as node:
         assert client.handshake(publisher, msg, ['/perception_node/anomaly_mask']), node.output
         everything = image_to_array(client.messages('/perception_node/anomaly_mask')[-1])
-        assert _set_parameter(client, 'threshold', 5.0).successful
+        assert set_parameter(client, 'threshold', 5.0).successful
         assert _send_and_wait(client, publisher, msg, '/perception_node/anomaly_mask')
         nothing = image_to_array(client.messages('/perception_node/anomaly_mask')[-1])
-        refused = _set_parameter(client, 'overlay_alpha', 1.5)
+        refused = set_parameter(client, 'overlay_alpha', 1.5)
         assert not refused.successful and 'overlay_alpha' in refused.reason
-        refused = _set_parameter(client, 'threshold', float('nan'))
+        refused = set_parameter(client, 'threshold', float('nan'))
         assert not refused.successful and 'threshold' in refused.reason
         # Statically typed: rclpy itself refuses an integer for a double parameter.
-        assert not _set_parameter(client, 'threshold', 1).successful
+        assert not set_parameter(client, 'threshold', 1).successful
     assert everything.min() == 255
     assert nothing.max() == 0
 
@@ -240,20 +245,20 @@ def test_score_and_temperature_change_at_run_time_and_unset_values_mean_the_chec
     # '' / 0.0 / -1.0 given explicitly at start: the checkpoint's score, temperature and
     # threshold.
     unset = ('-p', "score:=''", '-p', 'temperature:=0.0', '-p', 'threshold:=-1.0')
-    with NodeProcess(*_node_args(tiny_checkpoint_path, *unset)) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path, *unset)) as node:
         assert client.handshake(publisher, msg, [topic]), node.output
         np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
-        assert _set_parameter(client, 'score', 'entropy').successful
-        assert _set_parameter(client, 'temperature', 3.0).successful
+        assert set_parameter(client, 'score', 'entropy').successful
+        assert set_parameter(client, 'temperature', 3.0).successful
         np.testing.assert_allclose(latest(), entropy.infer(rgb).score, atol=1e-5)
-        assert _set_parameter(client, 'score', 'msp').successful
-        assert _set_parameter(client, 'temperature', 1.0).successful
+        assert set_parameter(client, 'score', 'msp').successful
+        assert set_parameter(client, 'temperature', 1.0).successful
         np.testing.assert_allclose(latest(), msp_t1.infer(rgb).score, atol=1e-5)
         # Unset again at run time: back to the checkpoint's values.
-        assert _set_parameter(client, 'score', '').successful
-        assert _set_parameter(client, 'temperature', 0.0).successful
+        assert set_parameter(client, 'score', '').successful
+        assert set_parameter(client, 'temperature', 0.0).successful
         np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
-        refused = _set_parameter(client, 'score', 'energy')
+        refused = set_parameter(client, 'score', 'energy')
         assert not refused.successful and 'score' in refused.reason
         np.testing.assert_allclose(latest(), checkpoint.infer(rgb).score, atol=1e-5)
 
@@ -278,7 +283,7 @@ def test_two_cameras_share_one_forward_pass_and_get_their_own_outputs(
                                     frame_message(_rgb(9), stamp_ns=1, frame_id=camera),
                                     [f'/perception_node/{camera}/anomaly_score'],
                                     period=3.0), node.output
-        assert client.spin_until(lambda: _diagnostic_values(client, 'rear') is not None, 10.0)
+        assert client.spin_until(lambda: diagnostic_values(client, 'rear') is not None, 10.0)
         # Keep the worker busy, then give both cameras a frame while it works.
         publishers['front'].publish(frame_message(_rgb(8), stamp_ns=5, frame_id='front'))
         client.spin_for(0.3)
@@ -292,7 +297,7 @@ def test_two_cameras_share_one_forward_pass_and_get_their_own_outputs(
 
         assert client.spin_until(lambda: all(arrived(c) for c in cameras), 60.0), node.output
         client.spin_for(1.5)  # one more diagnostics period
-        batched = {c: int(_diagnostic_values(client, c)['batched']) for c in cameras}
+        batched = {c: int(diagnostic_values(client, c)['batched']) for c in cameras}
     # Diagnostics: exactly the two frames sent together shared one forward pass.
     assert batched == {'front': 1, 'rear': 1}, batched
     pipeline = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu',
@@ -317,14 +322,14 @@ def test_compressed_transport_decodes_and_rejects_corrupt_frames(client,
     good.header.frame_id = 'compressed_cam'
     good.header.stamp.sec = 7
     corrupt = CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg')
-    with NodeProcess(*_node_args(tiny_checkpoint_path, '-p', 'input_transport:=compressed',
-                                 '-p', 'qos_depth:=10', '-p', 'qos_reliability:=reliable',
-                                 camera_topic='/cam/image')) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path, '-p', 'input_transport:=compressed',
+                                '-p', 'qos_depth:=10', '-p', 'qos_reliability:=reliable',
+                                camera_topic='/cam/image')) as node:
         assert client.handshake(publisher, good, ['/perception_node/anomaly_score']), \
             node.output
         publisher.publish(corrupt)
         assert client.spin_until(
-            lambda: (_diagnostic_values(client) or {}).get('rejected') == '1', 10.0), \
+            lambda: (diagnostic_values(client) or {}).get('rejected') == '1', 10.0), \
             node.output
         assert node.alive() and 'did not decode' in node.output
     out = client.messages('/perception_node/anomaly_score')[0]
@@ -336,7 +341,7 @@ def test_compressed_transport_decodes_and_rejects_corrupt_frames(client,
 def test_sigint_exits_cleanly(client, tiny_checkpoint_path):
     client.record('/perception_node/semantic', Image)
     publisher = client.publisher('/cam/image')
-    with NodeProcess(*_node_args(tiny_checkpoint_path)) as node:
+    with NodeProcess(*node_args(tiny_checkpoint_path)) as node:
         # Interrupt a node that is spinning, not one still building its publishers.
         assert client.handshake(publisher, frame_message(_rgb(1), stamp_ns=1),
                                 ['/perception_node/semantic']), node.output
