@@ -7,8 +7,10 @@
    Fishyscapes Lost & Found layout and converted to a rosbag2 by ``dataset_to_bag``;
 3. ``perception_node`` on that checkpoint, ``eval_stream`` listening to it, and ``play_bag``
    replaying the camera topic at the recorded rate;
-4. ``demo_out/report.json``, ``demo_out/frames/*.png`` (camera | semantic colours | anomaly
-   heat map with the mask outline) and the table printed at the end.
+4. ``demo_out/report.json``, ``demo_out/frames/*.png`` (camera with the node's obstacle
+   boxes | semantic colours | anomaly heat map with the mask outline) and the table printed
+   at the end: pixel metrics (AP, FPR95, ...) beside the component-level sIoU, PPV and mean
+   F1 of the node's ``~/anomaly_detections``.
 
 Every process gets this run's own ROS domain and localhost-only discovery, so the demo neither
 sees nor disturbs other ROS 2 traffic on the machine.
@@ -28,9 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHIPPED_CHECKPOINT = os.path.join(ROOT, 'demo', 'ldn121_demo.pt')
 DEMO_CONFIG = os.path.join('config', 'train_demo.yaml')
-REPORT_KEYS = ('ap', 'fpr95', 'auroc', 'miou', 'anomaly_pixel_share', 'frames_sent',
+REPORT_KEYS = ('ap', 'fpr95', 'auroc', 'miou', 'anomaly_pixel_share', 'siou', 'ppv',
+               'f1_mean', 'truth_components', 'predicted_components', 'frames_sent',
                'frames_processed', 'frames_dropped', 'latency_ms_p50', 'latency_ms_p95',
                'node_frames')
+# vision_msgs is not on PyPI: without a ROS install the prebuilt copy beside the checkout
+# gives ~/anomaly_detections (make exports the same paths).
+SHARED_VISION_MSGS = os.path.join(os.path.dirname(ROOT), 'shared', 'vision_msgs', 'tree')
 CAMERA_TOPIC = '/camera/image_raw'
 
 
@@ -59,6 +65,12 @@ def ros_environment():
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env['PYTHONUNBUFFERED'] = '1'
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    site = os.path.join(SHARED_VISION_MSGS, 'lib', 'python3.11', 'site-packages')
+    if os.path.isdir(site) and site not in env['PYTHONPATH']:
+        for name, path in (('PYTHONPATH', site),
+                           ('LD_LIBRARY_PATH', os.path.join(SHARED_VISION_MSGS, 'lib')),
+                           ('AMENT_PREFIX_PATH', SHARED_VISION_MSGS)):
+            env[name] = os.pathsep.join(p for p in (env.get(name), path) if p)
     return env
 
 
@@ -216,9 +228,12 @@ def format_table(summary):
         return 'n/a' if summary[key] is None else f'{summary[key]:.1f} ms'
 
     return '\n'.join([
-        f'{"":<18} {"mIoU":>6} {"AP":>6} {"FPR95":>6} {"AUROC":>6}   random AP',
-        f'{"node (bag replay)":<18} {pct("miou")} {pct("ap")} {pct("fpr95")} {pct("auroc")}'
-        f'   {pct("anomaly_pixel_share")}',
+        f'{"":<18} {"mIoU":>6} {"AP":>6} {"FPR95":>6} {"AUROC":>6} {"sIoU":>6} {"PPV":>6} '
+        f'{"F1":>6}   random AP',
+        f'{"node (bag replay)":<18} {pct("miou")} {pct("ap")} {pct("fpr95")} {pct("auroc")} '
+        f'{pct("siou")} {pct("ppv")} {pct("f1_mean")}   {pct("anomaly_pixel_share")}',
+        f'components (~/anomaly_detections): {summary["truth_components"]} obstacles, '
+        f'{summary["predicted_components"]} regions reported',
         f'frames: {summary["frames_sent"]} sent, {summary["frames_processed"]} processed, '
         f'{summary["frames_dropped"]} dropped; latency p50 {ms("latency_ms_p50")}, '
         f'p95 {ms("latency_ms_p95")}',

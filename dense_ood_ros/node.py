@@ -31,8 +31,8 @@ from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
 from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
 from dense_ood_ros.pipeline import pipeline_from_params, resolve_settings
-from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, drivable_ids, find_regions,
-                                   RegionPersistence)
+from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, default_drivable_ids,
+                                   drivable_ids, find_regions, RegionPersistence)
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
 
 # Outputs go to every subscriber that asks, so they are reliable with a short history.
@@ -64,10 +64,11 @@ class RegionSettings:
         if reason:
             raise ValueError(reason)
         names = node_params.drivable_names(params['drivable_classes'])
-        if names == list(DEFAULT_DRIVABLE_CLASSES) and not set(names) & set(class_names):
-            names = []  # a model without a road class: the default keeps every region
         try:
-            drivable = drivable_ids(class_names, names)
+            # The default names what a model may lack (no road class: every region counts).
+            drivable = (default_drivable_ids(class_names)
+                        if names == list(DEFAULT_DRIVABLE_CLASSES)
+                        else drivable_ids(class_names, names))
         except ValueError as error:
             raise ValueError(f'parameter drivable_classes={names!r}: {error}') from None
         return cls(drivable=drivable, min_area=params['region_min_area'],

@@ -52,6 +52,13 @@ def drivable_ids(class_names, drivable):
     return tuple(sorted({names.index(name) for name in drivable}))
 
 
+def default_drivable_ids(class_names):
+    """Return the ids of the default drivable classes the model has (none: every region)."""
+    names = list(class_names)
+    return tuple(sorted(names.index(name) for name in DEFAULT_DRIVABLE_CLASSES
+                        if name in names))
+
+
 def check_region_settings(*, min_area, region_score, touch_margin=DEFAULT_TOUCH_MARGIN):
     """Raise ValueError naming the first region setting that is out of range."""
     if not isinstance(min_area, (int, np.integer)) or min_area < 1:

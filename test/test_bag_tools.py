@@ -11,6 +11,7 @@ from mcap.reader import make_reader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
+from dense_ood_ros.component_metrics import ComponentAccumulator
 from dense_ood_ros.image_codec import image_to_array, image_to_rgb
 from dense_ood_ros.metrics import ConfusionMatrix, ood_metrics
 from dense_ood_ros.tools import dataset_to_bag, eval_stream, play_bag
@@ -319,3 +320,35 @@ def test_play_bag_reports_what_it_sent_per_topic():
                                                '/camera/image_raw': 3}
     with pytest.raises(ValueError, match='did not finish'):
         play_bag.sent_per_topic('play_bag: interrupted\n')
+
+
+def test_stream_scorer_scores_the_nodes_reported_regions_at_component_level():
+    ood = np.zeros((20, 30), np.uint8)
+    ood[2:6, 2:6] = 1                  # an obstacle the node reports
+    ood[12:16, 20:24] = 1              # one it misses
+    ood[18:, :] = 255
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:6, 2:6] = 255               # reported
+    mask[10:12, 10:12] = 255           # in the mask but not reported (persistence): ignored
+    truth = {7: Truth(ood=PackedLabel.pack(ood))}
+    scorer = StreamScorer(truth, frames_sent=1, num_classes=3, components=True)
+    scorer.add_output('score', 7, mask.astype(np.float32), 0.0)
+    scorer.add_output('mask', 7, mask, 0.0)
+    assert not scorer.matched  # the detections have not arrived yet
+    scorer.add_output('detections', 7, [(2, 2, 4, 4)], 0.0)
+    report = scorer.result()
+    expected = ComponentAccumulator()
+    reported = np.zeros((20, 30), bool)
+    reported[2:6, 2:6] = True
+    expected.add(reported, ood)
+    for key, value in expected.compute().items():
+        if key in report:
+            assert report[key] == value, key
+    assert (report['truth_components'], report['predicted_components']) == (2, 1)
+    assert report['siou'] == 0.5 and report['ppv'] == 1.0
+    # Without components the report says they were not measured.
+    plain = StreamScorer(truth, frames_sent=1, num_classes=3)
+    plain.add_output('score', 7, mask.astype(np.float32), 0.0)
+    report = plain.result()
+    assert report['f1_mean'] is None
+    assert any('component metrics not measured' in note for note in report['notes'])

@@ -18,7 +18,7 @@ from dense_ood_ros.tools.play_bag import sent_per_topic
 from ros_harness import Client, NodeProcess, stamp_ns, ToolProcess
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
-from train.evaluate import evaluate
+from train.evaluate import ComponentSettings, evaluate
 
 pytestmark = pytest.mark.slow
 HEIGHT, WIDTH = 64, 128
@@ -59,6 +59,8 @@ def node(cityscapes_checkpoint, threshold):
     # accounting compares with what the player sent in that test alone.
     with NodeProcess('-p', f'checkpoint:={cityscapes_checkpoint}', '-p', 'device:=cpu',
                      '-p', f'threshold:={threshold!r}',
+                     # An untrained model labels hardly any road: regions count everywhere.
+                     '-p', "drivable_classes:=['']",
                      '-r', 'image:=/camera/image_raw') as process:
         yield process
 
@@ -135,10 +137,17 @@ def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, citysca
     assert (report['frames_unexpected'], report['frames_repeated']) == (0, 0), output
     # The node's default operating point comes from the checkpoint: the same here.
     pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
-    (row,) = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
-                      progress=False).rows
+    pipeline.threshold = threshold
+    evaluation = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
+                          progress=False, components=ComponentSettings(drivable=()))
+    (row,), (components,) = evaluation.rows, evaluation.components
     for key in ('ap', 'fpr95', 'auroc', 'miou'):
         assert report[key] == pytest.approx(row[key], abs=1e-6), key
+    # The node's ~/anomaly_detections, scored at component level, equal the regions that
+    # train.evaluate finds with the node's default settings.
+    assert components['truth_components'] > 0 and components['predicted_components'] > 0
+    for key in ('siou', 'ppv', 'f1_mean', 'truth_components', 'predicted_components'):
+        assert report[key] == pytest.approx(components[key], abs=1e-9), key
     outliers = sum(int((s.ood == 1).sum()) for s in samples)
     valid = sum(int((s.ood != 255).sum()) for s in samples)
     assert report['anomaly_pixel_share'] == pytest.approx(outliers / valid)

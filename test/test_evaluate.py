@@ -104,11 +104,20 @@ def test_per_image_protocol_skips_images_without_outliers(world):
 def test_command_writes_the_table_and_json(world, cityscapes_checkpoint, tmp_path, capsys):
     out = tmp_path / 'result.json'
     assert main(['--checkpoint', str(cityscapes_checkpoint), '--dataset', 'synthetic',
-                 '--root', str(world), '--device', 'cpu', '--json', str(out)]) == 0
+                 '--root', str(world), '--device', 'cpu', '--json', str(out),
+                 '--region-min-area', '5', '50', '--drivable-classes']) == 0
     table = capsys.readouterr().out
     assert 'mIoU' in table and 'AUROC' in table and '(msp, T=10)' in table
+    assert 'sIoU' in table and 'PPV' in table
     result = json.loads(out.read_text())
-    assert set(result) == {'dataset', 'checkpoint', 'images', 'pixels', 'rows'}
+    assert set(result) == {'dataset', 'checkpoint', 'images', 'pixels', 'rows', 'components',
+                           'operating_point'}
+    assert result['operating_point']['drivable_classes'] == []
+    small, large = result['components']
+    assert (small['min_area'], large['min_area']) == (5, 50)
+    # The same obstacles; a larger minimum area can only drop regions.
+    assert small['truth_components'] == large['truth_components'] > 0
+    assert small['predicted_components'] >= large['predicted_components']
     assert result['dataset'] == 'synthetic' and result['images'] == 3
     assert result['pixels'] == 3 * 64 * 128
     assert [(r['score'], r['temperature']) for r in result['rows']] == [

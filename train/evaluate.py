@@ -3,6 +3,10 @@
 ``--task classify`` evaluates a CIFAR-10 classifier instead (Table 1, train.evaluate_classify);
 the default ``--task dense`` is what follows.
 
+Below the table, the component-level metrics of the road-anomaly benchmarks (sIoU, PPV, mean
+F1; dense_ood_ros.component_metrics) of the regions the node would publish on
+``~/anomaly_detections`` at the checkpoint's operating point, for each ``--region-min-area``.
+
 Inference is the node's: DenseOODPipeline resizes to the checkpoint's short edge, runs one
 forward pass per image and maps every score back to the label resolution, so the figures
 here are the figures of what the node publishes.
@@ -18,9 +22,12 @@ from tqdm import tqdm
 
 from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dense_ood_ros.component_metrics import ComponentAccumulator
 from dense_ood_ros.metrics import (ConfusionMatrix, OODAccumulator, PerImageOODAccumulator,
                                    UndefinedMetricError)
+from dense_ood_ros.node_params import REGION_DEFAULTS
 from dense_ood_ros.pipeline import DenseOODPipeline
+from dense_ood_ros.regions import default_drivable_ids, drivable_ids, find_regions
 from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
 
 # The rows of the paper's tables: each score at T = 1 and at its recommended temperature.
@@ -49,6 +56,20 @@ class Evaluation:
     rows: list
     accumulators: list
     pixel_accuracy: float = None
+    # Component-level metrics of the node's regions, one dict per region minimum area.
+    components: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSettings:
+    """The node's region settings to score at component level (one entry per min area).
+
+    Regions come from the pipeline's own score, temperature and threshold, as the node
+    publishes them; persistence is left out (dataset images are not a video).
+    """
+
+    drivable: tuple
+    min_areas: tuple = (REGION_DEFAULTS['min_area'],)
 
 
 def settings_from_args(scores, temperatures):
@@ -62,10 +83,18 @@ def settings_from_args(scores, temperatures):
     return rows
 
 
-def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
-    """Score every sample with every setting; return an Evaluation with one row per setting."""
+def evaluate(pipeline, samples, settings, *, per_image=False, progress=True, components=None):
+    """Score every sample with every setting; return an Evaluation with one row per setting.
+
+    ``components`` (ComponentSettings) adds the component-level metrics of the regions the
+    node would report at the pipeline's own operating point.
+    """
     accumulators = [(PerImageOODAccumulator() if per_image else OODAccumulator())
                     for _ in settings]
+    own = (pipeline.score, pipeline.temperature) if components else None
+    # The node's operating point needs its own map when the table rows do not include it.
+    map_settings = list(settings) + ([own] if components and own not in settings else [])
+    regions = [ComponentAccumulator() for _ in (components.min_areas if components else ())]
     confusion = ConfusionMatrix(pipeline.num_classes)
     images = pixels = 0
     has_ood = has_semantic = False
@@ -75,7 +104,7 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
         if target is not None and target.shape != sample.image.shape[:2]:
             raise ValueError(f'{sample.name}: labels {target.shape} do not match the image '
                              f'{sample.image.shape[:2]}')
-        labels, maps = pipeline.infer_scores(sample.image, settings)
+        labels, maps = pipeline.infer_scores(sample.image, map_settings)
         images += 1
         pixels += labels.size
         if sample.semantic is not None:
@@ -85,6 +114,11 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
             has_ood = True
             for accumulator, score_map in zip(accumulators, maps):
                 accumulator.add(score_map, sample.ood)
+            for accumulator, min_area in zip(regions, components.min_areas if regions else ()):
+                _, mask = find_regions(maps[map_settings.index(own)], labels,
+                                       threshold=pipeline.threshold, drivable=components.drivable,
+                                       min_area=min_area, with_mask=True)
+                accumulator.add(mask, sample.ood)
     segmentation = confusion.compute() if has_semantic else {}
     miou = segmentation.get('miou')
     rows = []
@@ -93,8 +127,25 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True):
         rows.append({'score': score, 'temperature': temperature, 'miou': miou,
                      'ap': ood.get('ap'), 'fpr95': ood.get('fpr95'),
                      'auroc': ood.get('auroc')})
+    component_rows = [{'min_area': min_area, **accumulator.compute()}
+                      for min_area, accumulator in zip(
+                          components.min_areas if regions else (), regions)] if has_ood else []
     return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators,
-                      pixel_accuracy=segmentation.get('pixel_accuracy'))
+                      pixel_accuracy=segmentation.get('pixel_accuracy'),
+                      components=component_rows)
+
+
+def format_components(rows, pipeline):
+    """Return the component-level metrics as a small table (percent), one row per min area."""
+    lines = [f'regions at {pipeline.score}, T={pipeline.temperature:g}, threshold '
+             f'{pipeline.threshold:.6g}:',
+             f'{"min area":>8} {"sIoU":>6} {"PPV":>6} {"F1":>6} {"obstacles":>9} {"regions":>7}']
+    for row in rows:
+        cells = ['-' if row[key] is None else f'{100 * row[key]:.2f}'
+                 for key in ('siou', 'ppv', 'f1_mean')]
+        lines.append(f'{row["min_area"]:>8} ' + ' '.join(f'{c:>6}' for c in cells)
+                     + f' {row["truth_components"]:>9} {row["predicted_components"]:>7}')
+    return '\n'.join(lines)
 
 
 def _ood_or_none(accumulator):
@@ -164,7 +215,16 @@ def parse_args(argv):
     parser.add_argument('--calibrate-tpr', type=float,
                         help='write a checkpoint whose threshold reaches this TPR')
     parser.add_argument('--write-checkpoint', help='where --calibrate-tpr writes')
+    parser.add_argument('--region-min-area', type=int, nargs='+',
+                        default=[REGION_DEFAULTS['min_area']],
+                        help="the node's region_min_area; several values compare them "
+                             '(component metrics of ~/anomaly_detections)')
+    parser.add_argument('--drivable-classes', nargs='*',
+                        help="the node's drivable_classes (default: its default, road); none "
+                             'given keeps every region')
     args = parser.parse_args(argv)
+    if min(args.region_min_area) < 1:
+        parser.error('--region-min-area must be >= 1')
     if (args.calibrate_tpr is None) != (args.write_checkpoint is None):
         parser.error('--calibrate-tpr and --write-checkpoint go together')
     return args
@@ -190,20 +250,32 @@ def main(argv=None):
         pipeline = DenseOODPipeline.from_checkpoint(checkpoint, device=args.device)
         reader, split = DATASETS[args.dataset]
         samples = build_dataset(reader, args.root, split, limit=args.limit)
+        drivable = (default_drivable_ids(pipeline.class_names) if args.drivable_classes is None
+                    else drivable_ids(pipeline.class_names, args.drivable_classes))
+        components = ComponentSettings(drivable=drivable,
+                                       min_areas=tuple(args.region_min_area))
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f'train.evaluate: {error}', file=sys.stderr)
         return 2
     try:
         evaluation = evaluate(pipeline, samples, settings,
-                              per_image=args.dataset in PER_IMAGE_DATASETS)
+                              per_image=args.dataset in PER_IMAGE_DATASETS,
+                              components=components)
     except (FileNotFoundError, ValueError) as error:
         print(f'train.evaluate: {error}', file=sys.stderr)
         return 2
     model = os.path.splitext(os.path.basename(args.checkpoint))[0]
     print(format_table(evaluation.rows, model))
+    if evaluation.components:
+        print(format_components(evaluation.components, pipeline))
     payload = {'dataset': args.dataset, 'checkpoint': os.path.abspath(args.checkpoint),
                'images': evaluation.images, 'pixels': evaluation.pixels,
-               'rows': evaluation.rows}
+               'rows': evaluation.rows, 'components': evaluation.components,
+               'operating_point': {'score': pipeline.score,
+                                   'temperature': pipeline.temperature,
+                                   'threshold': pipeline.threshold,
+                                   'drivable_classes': [pipeline.class_names[i]
+                                                        for i in drivable]}}
     if args.calibrate_tpr is not None:
         try:
             point = calibrate(checkpoint, evaluation, settings, tpr=args.calibrate_tpr,

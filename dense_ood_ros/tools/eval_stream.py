@@ -4,6 +4,8 @@ Subscribes to the node's ``~/anomaly_score`` (and ``~/semantic`` where the bag h
 ground truth), looks each output's header stamp up in the bag's ``/ood/ground_truth`` and
 ``/semantic/ground_truth``, and reports AP, FPR95, AUROC, mIoU, frames sent / processed /
 dropped and latency once every frame is matched or no output came for ``--timeout`` seconds.
+Where vision_msgs is importable it also takes ``~/anomaly_detections`` and ``~/anomaly_mask``
+and scores the node's regions at component level (sIoU, PPV, mean F1; component_metrics).
 
 Latency is measured on the evaluator's own steady clock, per frame: arrival of the node's
 anomaly score minus arrival of the same frame (same stamp) on the camera topic, to which the
@@ -27,14 +29,16 @@ from rclpy.utilities import remove_ros_args
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
+from dense_ood_ros import detection_msgs
 from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.image_codec import image_to_array, image_to_rgb
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.tools.bag_format import (IMAGE_TOPIC, OOD_TOPIC, open_bag, read_topics,
                                             SEMANTIC_TOPIC, stamp_to_ns)
 from dense_ood_ros.tools.frame_panels import frame_panel, score_range, write_panel
-from dense_ood_ros.tools.stream_scoring import (PackedLabel, REQUIRED_SCORE, REQUIRED_SEMANTIC,
-                                                StreamScorer, Truth)
+from dense_ood_ros.tools.stream_scoring import (PackedLabel, REQUIRED_DETECTIONS,
+                                                REQUIRED_MASK, REQUIRED_SCORE,
+                                                REQUIRED_SEMANTIC, StreamScorer, Truth)
 from dense_ood_ros.visualize import palette_lut
 
 DEFAULT_SCORE_TOPIC = '/perception_node/anomaly_score'
@@ -85,6 +89,13 @@ def node_counters(status):
     return {key: int(values[key]) for key in NODE_COUNTERS if key in values}
 
 
+def _output_type(kind):
+    """Return (message type, conversion to what the scorer takes) of one output kind."""
+    if kind == REQUIRED_DETECTIONS:
+        return detection_msgs.Detection2DArray, detection_msgs.detection_boxes
+    return Image, image_to_array
+
+
 def pick_stamps(stamps, count):
     """Return up to ``count`` stamps spread evenly over the sorted ``stamps``."""
     stamps = sorted(stamps)
@@ -106,7 +117,8 @@ class _Subscriber:
         self.executor.add_node(self.node)
         self.output_topics = output_topics
         self.subscriptions = {
-            topic: self.node.create_subscription(Image, topic, self._on_output(kind), OUTPUT_QOS)
+            topic: self.node.create_subscription(_output_type(kind)[0], topic,
+                                                 self._on_output(kind), OUTPUT_QOS)
             for kind, topic in output_topics.items()}
         self.image_topic = image_topic
         # What the node itself counted, to set against what the player sent and we scored.
@@ -121,9 +133,11 @@ class _Subscriber:
                 self.node_frames = node_counters(status)
 
     def _on_output(self, kind):
+        convert = _output_type(kind)[1]
+
         def store(msg):
             self.outputs_received += 1
-            self.scorer.add_output(kind, stamp_to_ns(msg.header.stamp), image_to_array(msg),
+            self.scorer.add_output(kind, stamp_to_ns(msg.header.stamp), convert(msg),
                                    time.monotonic())
         return store
 
@@ -196,7 +210,8 @@ def _write_frames(reader, scorer, frames_dir, image_topic_in_bag):
     for _, stamp, msg in read_topics(reader, {IMAGE_TOPIC}, timestamps=set(complete)):
         outputs = complete[stamp]
         panel = frame_panel(image_to_rgb(msg), outputs[REQUIRED_SEMANTIC],
-                            outputs[REQUIRED_SCORE], outputs.get('mask'), lut, value_range)
+                            outputs[REQUIRED_SCORE], outputs.get(REQUIRED_MASK), lut,
+                            value_range, boxes=outputs.get(REQUIRED_DETECTIONS))
         path = frames_dir / f'frame_{order[stamp]:04d}.png'
         write_panel(path, panel)
         written.append(str(path))
@@ -206,7 +221,7 @@ def _write_frames(reader, scorer, frames_dir, image_topic_in_bag):
 def evaluate_stream(bag, *, score_topic=DEFAULT_SCORE_TOPIC, semantic_topic=None,
                     mask_topic=None, image_topic=IMAGE_TOPIC, num_classes=len(CITYSCAPES_CLASSES),
                     timeout=10.0, start_timeout=120.0, frames_dir=None, frames=0, args=None,
-                    on_ready=None):
+                    on_ready=None, components=None, detections_topic=None):
     """Evaluate the node's stream against ``bag``; return the report dict.
 
     Keys: ap, fpr95, auroc, miou (None where undefined), anomaly_pixel_share, frames_sent,
@@ -214,20 +229,31 @@ def evaluate_stream(bag, *, score_topic=DEFAULT_SCORE_TOPIC, semantic_topic=None
     is called once the evaluator has found the node's outputs and subscribed to the camera
     topic: start the player after it. Semantic and mask topics default to the score topic's
     namespace; ``frames_dir`` gets up to ``frames`` side-by-side PNGs. ``args`` are ROS
-    arguments (remappings) for the evaluator's own rclpy context.
+    arguments (remappings) for the evaluator's own rclpy context. ``components`` (default:
+    whenever vision_msgs is importable) also scores the node's ``anomaly_detections`` with
+    the component-level metrics (siou, ppv, f1_mean).
     """
     semantic_topic = semantic_topic or sibling_topic(score_topic, 'semantic')
     mask_topic = mask_topic or sibling_topic(score_topic, 'anomaly_mask')
+    detections_topic = detections_topic or sibling_topic(score_topic, 'anomaly_detections')
+    if components is None:
+        components = detection_msgs.AVAILABLE
+    elif components and not detection_msgs.AVAILABLE:
+        raise ValueError(f'component metrics need vision_msgs: '
+                         f'{detection_msgs.UNAVAILABLE_REASON}')
     reader = open_bag(bag)
     try:
         truth, sent = load_truth(reader)
         keep = pick_stamps(truth, frames if frames_dir else 0)
-        scorer = StreamScorer(truth, frames_sent=sent, num_classes=num_classes, keep=keep)
+        scorer = StreamScorer(truth, frames_sent=sent, num_classes=num_classes, keep=keep,
+                              components=components)
         output_topics = {REQUIRED_SCORE: score_topic}
         if scorer.needs_semantic or keep:
             output_topics[REQUIRED_SEMANTIC] = semantic_topic
-        if keep:
-            output_topics['mask'] = mask_topic
+        if keep or components:
+            output_topics[REQUIRED_MASK] = mask_topic
+        if components:
+            output_topics[REQUIRED_DETECTIONS] = detections_topic
         context = Context()
         # No rclpy signal handler: Ctrl-C stays a KeyboardInterrupt, and a caller's own SIGINT
         # handling (make demo running this in-process) is left alone.
@@ -267,11 +293,18 @@ def format_report(report):
     def ms(key):
         return '-' if report[key] is None else f'{report[key]:.1f} ms'
 
+    components = ('components: not measured' if report.get('f1_mean') is None
+                  and report.get('truth_components') is None else
+                  f'components: sIoU {pct("siou")}  PPV {pct("ppv")}  mean F1 {pct("f1_mean")} '
+                  f'({report["truth_components"]} obstacles, '
+                  f'{report["predicted_components"]} predicted)')
+
     return '\n'.join([
         f'frames: {report["frames_sent"]} sent, {report["frames_processed"]} processed, '
         f'{report["frames_dropped"]} dropped',
         f'AP {pct("ap")}  FPR95 {pct("fpr95")}  AUROC {pct("auroc")}  mIoU {pct("miou")}  '
         f'anomaly pixels {pct("anomaly_pixel_share")}',
+        components,
         f'latency p50 {ms("latency_ms_p50")}  p95 {ms("latency_ms_p95")} '
         f'({report["latency_frames"]} frames; {report["latency_source"] or "not measured"})',
         'node diagnostics: ' + (', '.join(f'{k} {v}' for k, v in report['node_frames'].items())
@@ -301,6 +334,11 @@ def parse_args(argv):
                         help="share of the bag's frames that may go unscored before the exit "
                              'status is 1 (default 0: every frame; a node slower than the '
                              'replay drops frames by design, allow for it here)')
+    parser.add_argument('--components', action=argparse.BooleanOptionalAction, default=None,
+                        help='score ~/anomaly_detections with the component-level metrics '
+                             '(default: when vision_msgs is importable)')
+    parser.add_argument('--detections-topic',
+                        help="default: 'anomaly_detections' beside the score topic")
     parser.add_argument('--json', help='write the report here (atomically)')
     parser.add_argument('--frames-dir', help='write side-by-side PNGs of a few frames here')
     parser.add_argument('--frames', type=int, default=4, help='how many for --frames-dir')
@@ -334,7 +372,8 @@ def main(args=None):
             mask_topic=options.mask_topic, image_topic=options.image_topic,
             num_classes=options.num_classes, timeout=options.timeout,
             start_timeout=options.start_timeout, frames_dir=options.frames_dir,
-            frames=options.frames, args=argv,
+            frames=options.frames, args=argv, components=options.components,
+            detections_topic=options.detections_topic,
             on_ready=lambda: print('eval_stream: ready', flush=True))
     except (FileNotFoundError, ValueError, TimeoutError) as error:
         print(f'eval_stream: {error}', file=sys.stderr)

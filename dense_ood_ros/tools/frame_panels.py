@@ -6,6 +6,8 @@ import numpy as np
 from dense_ood_ros.visualize import colorize
 
 OUTLINE_COLOR = (255, 255, 255)
+# Obstacle hypotheses (~/anomaly_detections) are drawn on the camera image in this colour.
+BOX_COLOR = (255, 0, 255)
 
 
 def score_range(scores):
@@ -36,10 +38,19 @@ def anomaly_heatmap(score, mask=None, value_range=None):
     return heat
 
 
-def frame_panel(rgb, semantic, score, mask, lut, value_range=None):
-    """Return camera, palette-coloured semantic and heat map side by side (uint8 RGB)."""
-    return np.hstack([np.asarray(rgb, np.uint8), colorize(semantic, lut),
-                      anomaly_heatmap(score, mask, value_range)])
+def draw_boxes(rgb, boxes, color=BOX_COLOR):
+    """Return a copy of `rgb` with each (x, y, width, height) pixel box outlined."""
+    canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    for x, y, width, height in boxes:
+        cv2.rectangle(canvas, (int(x), int(y)), (int(x + width - 1), int(y + height - 1)),
+                      color, 1)
+    return canvas
+
+
+def frame_panel(rgb, semantic, score, mask, lut, value_range=None, boxes=None):
+    """Return camera (with detection boxes), semantic colours and heat map side by side."""
+    camera = np.asarray(rgb, np.uint8) if boxes is None else draw_boxes(rgb, boxes)
+    return np.hstack([camera, colorize(semantic, lut), anomaly_heatmap(score, mask, value_range)])
 
 
 def write_panel(path, panel):

@@ -11,10 +11,16 @@ import numpy as np
 
 # /ood/ground_truth follows Fishyscapes Lost & Found: 0 inlier, 1 outlier, 255 void.
 from dense_ood_ros.datasets.sample import INLIER, OUTLIER
+from dense_ood_ros.component_metrics import ComponentAccumulator
 from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator, UndefinedMetricError
+from dense_ood_ros.regions import mask_of_boxes
 
 REQUIRED_SCORE = 'score'
 REQUIRED_SEMANTIC = 'semantic'
+# Component metrics score the node's regions: its mask, cut to the boxes it reported.
+REQUIRED_MASK = 'mask'
+REQUIRED_DETECTIONS = 'detections'
+COMPONENT_KEYS = ('siou', 'ppv', 'f1_mean', 'truth_components', 'predicted_components')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +57,20 @@ class StreamScorer:
     ground truth, its semantic labels have arrived; frames never matched are missing (the node
     dropped them or the transport lost them). Outputs whose stamp is not in the bag, or that
     repeat a matched stamp (a looping player), are counted and otherwise ignored. ``keep``
-    names stamps whose outputs are retained for pictures.
+    names stamps whose outputs are retained for pictures. With ``components`` a frame also
+    waits for the node's anomaly mask and detections (a list of (x, y, w, h) boxes), and the
+    regions they describe are scored with the component-level metrics.
     """
 
-    def __init__(self, truth, *, frames_sent, num_classes, keep=()):
+    def __init__(self, truth, *, frames_sent, num_classes, keep=(), components=False):
         self.truth = dict(truth)
         self.frames_sent = int(frames_sent)
         self.needs_semantic = any(t.semantic is not None for t in self.truth.values())
         self.required = {REQUIRED_SCORE} | ({REQUIRED_SEMANTIC} if self.needs_semantic
                                             else set())
+        self.components = ComponentAccumulator() if components else None
+        if components:
+            self.required |= {REQUIRED_MASK, REQUIRED_DETECTIONS}
         self.ood = OODAccumulator()
         self.confusion = ConfusionMatrix(num_classes)
         self.keep = set(keep)
@@ -109,13 +120,17 @@ class StreamScorer:
         self.valid_pixels += outliers + int(np.count_nonzero(ood == INLIER))
         if self.needs_semantic:
             self.confusion.add(outputs[REQUIRED_SEMANTIC], truth.semantic.unpack())
+        if self.components is not None:
+            regions = mask_of_boxes(outputs[REQUIRED_MASK] > 0, outputs[REQUIRED_DETECTIONS])
+            self.components.add(regions, ood)
         self.matched.add(stamp)
         score_arrival = self._score_arrival.pop(stamp)
         if stamp in self._input_arrival:
             self.latencies_ms.append((score_arrival - self._input_arrival.pop(stamp)) * 1e3)
         if stamp in self.keep:
             self.kept.setdefault(stamp, {}).update(
-                {kind: np.array(array) for kind, array in outputs.items()})
+                {kind: (list(value) if kind == REQUIRED_DETECTIONS else np.array(value))
+                 for kind, value in outputs.items()})
 
     def done(self):
         """Tell whether every frame of the bag has been matched."""
@@ -123,8 +138,14 @@ class StreamScorer:
 
     def result(self):
         """Return the report: metrics (None where undefined), frame counts, latency."""
-        report = {'ap': None, 'fpr95': None, 'auroc': None, 'miou': None}
+        report = {'ap': None, 'fpr95': None, 'auroc': None, 'miou': None,
+                  **dict.fromkeys(COMPONENT_KEYS)}
         notes = []
+        if self.components is not None:
+            report.update({key: value for key, value in self.components.compute().items()
+                           if key in COMPONENT_KEYS})
+        else:
+            notes.append('component metrics not measured (no ~/anomaly_detections)')
         if self.matched:
             try:
                 report.update(self.ood.compute())
