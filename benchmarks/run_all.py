@@ -20,6 +20,7 @@ ROOT = os.path.dirname(HERE)
 BENCHMARKS = [
     ('pipeline_overhead.py', {}),
     ('upsample_cost.py', {}),
+    ('region_cost.py', {}),
     ('metrics_speed.py', {}),
     ('node_overhead.py', {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}),
     ('train_memory.py', {}),

