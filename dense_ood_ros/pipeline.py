@@ -1,8 +1,5 @@
 """ROS-free inference: numpy RGB frames in, labels / anomaly score / masks out."""
 
-import dataclasses
-import threading
-
 import cv2
 import numpy as np
 import torch
@@ -10,24 +7,11 @@ import torch.nn.functional as F
 
 from dense_ood_ros.checkpoint import (
     Checkpoint, build_model_from_checkpoint, load_checkpoint)
+# Re-exported: callers have always found these here.
+from dense_ood_ros.pipeline_common import (  # noqa: F401
+    check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, PipelineResult, PipelineSettings,
+    resize_labels, resize_score, resolve_settings, STRIDE, UPSAMPLE_MODES)
 from dense_ood_ros.scores import SCORES, anomaly_score
-
-# LDN-121 downsamples by 32; padding to a multiple keeps every ladder skip aligned.
-STRIDE = 32
-# What is brought to the frame's resolution: the logits (the paper) or the final maps.
-UPSAMPLE_MODES = ('logits', 'scores')
-
-
-@dataclasses.dataclass
-class PipelineResult:
-    """Everything one frame produces, all at the input resolution."""
-
-    labels: np.ndarray    # uint8 (H, W) class ids
-    score: np.ndarray     # float32 (H, W) anomaly score, higher is more anomalous
-    mask: np.ndarray      # bool (H, W), score > threshold
-    open_set: np.ndarray  # uint8 (H, W) labels with anomalous pixels set to num_classes
-    batch: int = 1        # frames its forward pass served, itself included
-    threshold: float = None  # the threshold `mask` was cut at (settings may change later)
 
 
 def resolve_device(device):
@@ -49,25 +33,7 @@ def resolve_device(device):
     return resolved
 
 
-def network_size(height, width, short_edge):
-    """Return the (h, w) a frame is resized to so that its short side is `short_edge`."""
-    scale = short_edge / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def check_rgb(rgb):
-    """Raise ValueError unless `rgb` is an (H, W, 3) uint8 array with H, W >= 1."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f'expected an (H, W, 3) uint8 numpy array, got {type(rgb).__name__}')
-    if rgb.dtype != np.uint8:
-        raise ValueError(f'expected an (H, W, 3) uint8 array, got dtype {rgb.dtype}')
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) uint8 array, got shape {rgb.shape}')
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f'expected a non-empty image, got shape {rgb.shape}')
-
-
-class DenseOODPipeline:
+class DenseOODPipeline(PipelineSettings):
     """One forward pass of a segmenter per frame, turned into labels and anomaly outputs.
 
     `score`, `temperature` and `threshold` may be changed between calls (the node exposes
@@ -102,11 +68,7 @@ class DenseOODPipeline:
         self._mean = torch.tensor(mean, dtype=self.dtype, device=self.device).view(shape) * 255
         self._inv_std = 1.0 / (torch.tensor(std, dtype=self.dtype, device=self.device)
                                .view(shape) * 255)
-        # Settings may change from another thread (ROS parameter callbacks) mid-batch.
-        self.settings_lock = threading.RLock()
-        self.score = score
-        self.temperature = temperature
-        self.threshold = threshold
+        self._init_settings(score, temperature, threshold)
 
     @classmethod
     def from_checkpoint(cls, checkpoint, *, device='auto', half=False, input_short_edge=None,
@@ -130,65 +92,6 @@ class DenseOODPipeline:
             temperature=temperature or checkpoint.temperatures[score],
             threshold=checkpoint.threshold if threshold is None else threshold,
             upsample=upsample)
-
-    @property
-    def score(self):
-        """Name of the anomaly score: 'msp' or 'entropy'."""
-        return self._score
-
-    @score.setter
-    def score(self, value):
-        if value not in SCORES:
-            raise ValueError(f'score {value!r}: expected one of {SCORES}')
-        with self.settings_lock:
-            self._score = value
-
-    @property
-    def temperature(self):
-        """Softmax temperature applied before the score."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        if not isinstance(value, (int, float)) or not value > 0 or value == float('inf'):
-            raise ValueError(f'temperature must be a positive finite number, got {value!r}')
-        with self.settings_lock:
-            self._temperature = float(value)
-
-    @property
-    def threshold(self):
-        """Score above which a pixel is anomalous."""
-        return self._threshold
-
-    @threshold.setter
-    def threshold(self, value):
-        if not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ValueError(f'threshold must be a finite number, got {value!r}')
-        with self.settings_lock:
-            self._threshold = float(value)
-
-    def infer(self, rgb):
-        """Run one (H, W, 3) uint8 RGB frame; return a PipelineResult at its resolution."""
-        return self.infer_batch([rgb])[0]
-
-    def infer_batch(self, frames):
-        """Run several frames; those sharing a network input size share one forward pass."""
-        for rgb in frames:
-            check_rgb(rgb)
-        groups = {}
-        for index, rgb in enumerate(frames):
-            size = network_size(rgb.shape[0], rgb.shape[1], self.input_short_edge)
-            groups.setdefault(size, []).append(index)
-        with self.settings_lock:
-            settings = self._score, self._temperature, self._threshold
-        results = [None] * len(frames)
-        for size, indices in groups.items():
-            outputs = self._forward([frames[i] for i in indices], size, *settings[:2])
-            for (score, labels), index in zip(outputs, indices):
-                results[index] = self._to_input_resolution(frames[index], score, labels,
-                                                           settings[2])
-                results[index].batch = len(indices)
-        return results
 
     def preprocess(self, frames, size):
         """Resize, normalise and pad frames into one (N, 3, H', W') network input tensor."""
@@ -234,15 +137,6 @@ class DenseOODPipeline:
     def _labels(logits):
         return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
-    def _to_input_resolution(self, rgb, score, labels, threshold):
-        height, width = rgb.shape[:2]
-        score, labels = resize_score(score, height, width), resize_labels(labels, height, width)
-        mask = score > threshold
-        open_set = labels.copy()
-        open_set[mask] = self.num_classes
-        return PipelineResult(labels=labels, score=score, mask=mask, open_set=open_set,
-                              threshold=threshold)
-
     @torch.inference_mode()
     def infer_scores(self, rgb, settings):
         """Run one frame once; return (labels, [score map per (score, temperature)]).
@@ -258,38 +152,6 @@ class DenseOODPipeline:
                 .numpy() for name, temperature in settings]
         return (resize_labels(self._labels(logits)[0], height, width),
                 [resize_score(score, height, width) for score in maps])
-
-
-def resize_score(score, height, width):
-    """Resize a float score map to (height, width) bilinearly, as the node publishes it."""
-    if score.shape == (height, width):
-        return score
-    return cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def resize_labels(labels, height, width):
-    """Resize a label map to (height, width) with nearest neighbour."""
-    if labels.shape == (height, width):
-        return labels
-    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
-
-
-# Parameter names shared by config/perception.yaml, the node and the command-line tools.
-# Zero, an empty string or a negative threshold mean: take the checkpoint's value.
-PIPELINE_PARAMETER_DEFAULTS = {
-    'device': 'auto', 'half': False, 'input_short_edge': 0, 'score': '',
-    'temperature': 0.0, 'threshold': -1.0, 'upsample': 'logits',
-}
-
-
-def resolve_settings(checkpoint, *, score='', temperature=0.0, threshold=-1.0):
-    """Return (score, temperature, threshold) with unset values taken from the checkpoint."""
-    score = score or checkpoint.default_score
-    if score not in SCORES:
-        raise ValueError(f'score {score!r}: expected one of {SCORES}')
-    temperature = float(temperature) or checkpoint.temperatures[score]
-    threshold = float(threshold) if threshold >= 0 else checkpoint.threshold
-    return score, temperature, threshold
 
 
 def pipeline_from_params(checkpoint, params, *, path='<memory>'):

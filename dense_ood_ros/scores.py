@@ -2,10 +2,8 @@
 
 import torch
 
-SCORES = ('msp', 'entropy')
-
-# Section 3.3 of the paper: T=10 suits max-softmax, T=2 suits entropy.
-DEFAULT_TEMPERATURES = {'msp': 10.0, 'entropy': 2.0}
+# The names and the paper's temperatures live with the numpy scores (no torch there).
+from dense_ood_ros.scores_numpy import DEFAULT_TEMPERATURES, SCORES  # noqa: F401
 
 
 def _check(logits, temperature):
