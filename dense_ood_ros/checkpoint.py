@@ -5,7 +5,6 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 """
 
 import dataclasses
-import math
 import os
 import pickle
 
@@ -13,19 +12,12 @@ import torch
 
 from dense_ood_ros.atomic_file import atomic_open
 from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
-from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
+# Torch-free, shared with the ONNX models' metadata; CheckpointError re-exported from here.
+from dense_ood_ros.model_metadata import CheckpointError, metadata_problems
+from dense_ood_ros.scores import DEFAULT_TEMPERATURES
 
 FORMAT_NAME = 'dense_ood_ros.checkpoint'
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, foreign or does not fit the model."""
-
-    def __init__(self, path, reason):
-        super().__init__(f'checkpoint {os.fspath(path)!s}: {reason}')
-        self.path = os.fspath(path)
-        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -54,7 +46,7 @@ class Checkpoint:
 
     def validate(self, path='<memory>'):
         """Raise CheckpointError (naming `path`) if the metadata is inconsistent."""
-        problems = _metadata_problems(self)
+        problems = metadata_problems(self)
         if problems:
             raise CheckpointError(path, 'invalid metadata: ' + '; '.join(problems))
         return self
@@ -65,32 +57,6 @@ class Checkpoint:
         payload['format'] = FORMAT_NAME
         payload['format_version'] = FORMAT_VERSION
         return payload
-
-
-def _metadata_problems(ckpt):
-    problems = []
-    if not isinstance(ckpt.num_classes, int) or ckpt.num_classes < 1:
-        problems.append(f'num_classes must be a positive int, got {ckpt.num_classes!r}')
-        return problems
-    if len(ckpt.class_names) != ckpt.num_classes:
-        problems.append(f'{len(ckpt.class_names)} class names for {ckpt.num_classes} classes')
-    if len(ckpt.palette) != ckpt.num_classes or any(
-            len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in ckpt.palette):
-        problems.append(f'palette must hold {ckpt.num_classes} RGB triples in 0..255')
-    if len(ckpt.mean) != 3 or len(ckpt.std) != 3 or not all(s > 0 for s in ckpt.std):
-        problems.append('mean and std must be 3 values each, std positive')
-    if not isinstance(ckpt.input_short_edge, int) or ckpt.input_short_edge < 32:
-        problems.append(f'input_short_edge must be an int >= 32, got {ckpt.input_short_edge!r}')
-    if ckpt.default_score not in SCORES:
-        problems.append(f'default_score {ckpt.default_score!r} is not one of {SCORES}')
-    if set(ckpt.temperatures) != set(SCORES) or not all(
-            t > 0 for t in ckpt.temperatures.values()):
-        problems.append(f'temperatures must give a positive value for each of {SCORES}')
-    if not isinstance(ckpt.threshold, (int, float)) or not math.isfinite(ckpt.threshold):
-        problems.append(f'threshold must be a finite number, got {ckpt.threshold!r}')
-    if (ckpt.flow_state_dict is None) != (ckpt.flow_config is None):
-        problems.append('flow_state_dict and flow_config must be given together')
-    return problems
 
 
 def save_checkpoint(path, ckpt):
