@@ -27,6 +27,7 @@ setup(
         'console_scripts': [
             'dataset_to_bag = dense_ood_ros.tools.dataset_to_bag:main',
             'eval_stream = dense_ood_ros.tools.eval_stream:main',
+            'export_onnx = dense_ood_ros.tools.export_onnx:main',
             'infer_image = dense_ood_ros.tools.infer_image:main',
             'perception_node = dense_ood_ros.node:main',
             'play_bag = dense_ood_ros.tools.play_bag:main',

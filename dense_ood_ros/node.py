@@ -27,10 +27,12 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from dense_ood_ros import detection_msgs, node_params
-from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
+from dense_ood_ros.model_loading import load_pipeline
+from dense_ood_ros.model_metadata import CheckpointError
+from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS
 from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
-from dense_ood_ros.pipeline import pipeline_from_params, resolve_settings
+from dense_ood_ros.pipeline_common import resolve_settings
 from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, default_drivable_ids,
                                    drivable_ids, find_regions, RegionPersistence)
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
@@ -151,8 +153,15 @@ class PerceptionNode(Node):
             if reason:
                 raise ValueError(f'parameter {name}={value!r}: {reason}')
         self.checkpoint_path = params['checkpoint']
-        self.checkpoint = load_checkpoint(self.checkpoint_path)
-        self.pipeline = pipeline_from_params(self.checkpoint, params, path=self.checkpoint_path)
+        self.checkpoint, self.pipeline = load_pipeline(self.checkpoint_path, params,
+                                                       providers=params['providers'])
+        missing = getattr(self.pipeline, 'missing_providers', [])
+        if missing:
+            # Said once: expected on a CPU-only build with the default list, so only a
+            # list the user chose makes it a warning.
+            log = (self.get_logger().info if params['providers'] == list(DEFAULT_PROVIDERS)
+                   else self.get_logger().warning)
+            log(f'ONNX Runtime providers not in this build, skipped: {", ".join(missing)}')
         self._lut = palette_lut(self.checkpoint.palette)
         self._params = params
         self._max_pixels = params['max_input_pixels']

@@ -3,9 +3,10 @@
 import dataclasses
 import math
 
-from dense_ood_ros.pipeline import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_MODES
+from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS
+from dense_ood_ros.pipeline_common import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_MODES
 from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
-from dense_ood_ros.scores import SCORES
+from dense_ood_ros.scores_numpy import SCORES
 
 RELIABILITIES = ('best_effort', 'reliable')
 # Chosen on a held-out synthetic split (seed 1), not on the demo bag: docs/regions.md.
@@ -23,7 +24,13 @@ class ParameterSpec:
 
 
 PARAMETERS = {
-    'checkpoint': ParameterSpec('', 'Path to the dense_ood_ros checkpoint (.pt); required.'),
+    'checkpoint': ParameterSpec(
+        '', 'Path to the model: a dense_ood_ros checkpoint (.pt, PyTorch) or an exported '
+            '.onnx (ONNX Runtime, no PyTorch needed); required.'),
+    'providers': ParameterSpec(
+        list(DEFAULT_PROVIDERS),
+        'ONNX Runtime providers in order of preference (.onnx models); those this build '
+        'lacks are skipped and reported once. device cpu means CPUExecutionProvider only.'),
     'device': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['device'],
                             'auto (CUDA when present), cpu, cuda or cuda:N.'),
     'half': ParameterSpec(PIPELINE_PARAMETER_DEFAULTS['half'], 'fp16 inference (CUDA only).'),
@@ -79,6 +86,8 @@ def validate(name, value):
     """Return None if `value` is acceptable for parameter `name`, else the reason it is not."""
     checks = {
         'checkpoint': lambda v: None if v else 'a checkpoint path is required',
+        'providers': lambda v: (None if v and all(isinstance(p, str) and p for p in v)
+                                else 'must name at least one ONNX Runtime provider'),
         'device': _check_device,
         'input_short_edge': lambda v: None if v == 0 or v >= 32 else 'must be 0 or >= 32',
         'upsample': lambda v: (None if v in UPSAMPLE_MODES

@@ -11,8 +11,8 @@ import pytest
 from ros_harness import Client, frame_message, NodeProcess
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONSOLE_SCRIPTS = ['dataset_to_bag', 'eval_stream', 'infer_image', 'perception_node',
-                   'play_bag']
+CONSOLE_SCRIPTS = ['dataset_to_bag', 'eval_stream', 'export_onnx', 'infer_image',
+                   'perception_node', 'play_bag']
 
 
 @pytest.fixture(scope='module')

@@ -2,6 +2,7 @@
 
 The quickest check that a checkpoint works on a machine, without any ROS graph:
     infer_image --checkpoint ckpt.pt --out out/ frame1.png frame2.jpg
+An exported ``model.onnx`` runs through ONNX Runtime instead (no PyTorch needed).
 """
 
 import argparse
@@ -11,10 +12,10 @@ import sys
 import cv2
 import numpy as np
 
-from dense_ood_ros.checkpoint import CheckpointError
+from dense_ood_ros.model_loading import load_pipeline
+from dense_ood_ros.model_metadata import CheckpointError
 from dense_ood_ros.params_file import read_ros_params
 from dense_ood_ros.datasets.sample import read_rgb
-from dense_ood_ros.pipeline import pipeline_from_params
 from dense_ood_ros.visualize import colorize, palette_lut
 
 
@@ -60,7 +61,7 @@ def main(args=None):
     args = parse_args(sys.argv[1:] if args is None else args)
     try:
         params = resolve_params(args)
-        pipeline = pipeline_from_params(params['checkpoint'], params)
+        _, pipeline = load_pipeline(params['checkpoint'], params)
     except (CheckpointError, ValueError) as error:
         print(f'infer_image: {error}', file=sys.stderr)
         return 2
@@ -74,7 +75,12 @@ def main(args=None):
             print(f'infer_image: cannot read image: {error}', file=sys.stderr)
             failures += 1
             continue
-        result = pipeline.infer(rgb)
+        try:
+            result = pipeline.infer(rgb)
+        except ValueError as error:  # e.g. a fixed-size ONNX model and another image size
+            print(f'infer_image: {path}: {error}', file=sys.stderr)
+            failures += 1
+            continue
         stem = os.path.splitext(os.path.basename(path))[0]
         try:
             write_outputs(args.out, stem, result, lut)
