@@ -24,12 +24,13 @@ OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 INPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def ros_environment(*, import_checkout=True, vision_msgs=True):
+def ros_environment(*, import_checkout=True, vision_msgs=True, shadow=None):
     """Return os.environ with DDS traffic confined to this machine and this test run.
 
     `import_checkout` puts this checkout first on PYTHONPATH; an installed package is
     tested without it. `vision_msgs=False` takes a vision_msgs install off the search
-    paths (the node without it).
+    paths (the node without it). `shadow` is a directory put first on PYTHONPATH, whose
+    packages hide the real ones (see `unimportable`).
     """
     env = dict(os.environ)
     if not vision_msgs:
@@ -41,15 +42,19 @@ def ros_environment(*, import_checkout=True, vision_msgs=True):
     env['PYTHONUNBUFFERED'] = '1'
     if import_checkout:
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    if shadow is not None:
+        env['PYTHONPATH'] = str(shadow) + os.pathsep + env.get('PYTHONPATH', '')
     return env
 
 
 class ChildProcess:
     """A command in its own process with the test run's ROS environment, output collected."""
 
-    def __init__(self, command, *, import_checkout=True, cwd=ROOT, vision_msgs=True):
+    def __init__(self, command, *, import_checkout=True, cwd=ROOT, vision_msgs=True,
+                 shadow=None):
         """Start `command`; `import_checkout` puts this checkout first on PYTHONPATH."""
-        env = ros_environment(import_checkout=import_checkout, vision_msgs=vision_msgs)
+        env = ros_environment(import_checkout=import_checkout, vision_msgs=vision_msgs,
+                              shadow=shadow)
         self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self._output = []
@@ -105,11 +110,11 @@ class ChildProcess:
 class NodeProcess(ChildProcess):
     """perception_node running in its own process with the given ROS arguments."""
 
-    def __init__(self, *ros_args, command=None, cwd=ROOT, vision_msgs=True):
+    def __init__(self, *ros_args, command=None, cwd=ROOT, vision_msgs=True, shadow=None):
         """Start `command` (default: this checkout's node module) with `ros_args`."""
         base = command or [sys.executable, '-m', 'dense_ood_ros.node']
         super().__init__([*base, '--ros-args', *ros_args], import_checkout=command is None,
-                         cwd=cwd, vision_msgs=vision_msgs)
+                         cwd=cwd, vision_msgs=vision_msgs, shadow=shadow)
 
 
 class ToolProcess(ChildProcess):
@@ -196,6 +201,15 @@ class Client:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def unimportable(directory, *packages):
+    """Write packages into `directory` whose import fails; return it (for `shadow`)."""
+    for package in packages:
+        (directory / package).mkdir(parents=True, exist_ok=True)
+        (directory / package / '__init__.py').write_text(
+            f'raise ImportError({package!r} + " is made unimportable for this test")\n')
+    return directory
 
 
 def frame_message(rgb, *, stamp_ns, frame_id='camera'):

@@ -15,7 +15,8 @@ from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.tools.dataset_to_bag import write_bag
 from dense_ood_ros.tools.bag_format import IMAGE_TOPIC
 from dense_ood_ros.tools.play_bag import sent_per_topic
-from ros_harness import Client, NodeProcess, stamp_ns, ToolProcess
+from dense_ood_ros.tools import export_onnx
+from ros_harness import Client, NodeProcess, stamp_ns, ToolProcess, unimportable
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
 from train.evaluate import ComponentSettings, evaluate
@@ -183,4 +184,37 @@ def test_burst_counts_every_frame_as_processed_or_dropped(node, world, threshold
     assert report['frames_processed'] == node_frames['processed'], (output, report)
     assert report['frames_dropped'] == sent - node_frames['processed'], output
     assert report['ap'] is not None
+    _assert_mask_is_score_above_threshold(published, threshold)
+
+
+@pytest.fixture(scope='module')
+def onnx_model(cityscapes_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp('onnx') / 'cityscapes_tiny.onnx'
+    export_onnx.export(cityscapes_checkpoint, out, height=HEIGHT, width=WIDTH, log=lambda _: None)
+    return out
+
+
+def test_the_onnx_model_closes_the_loop_in_a_node_without_torch(
+        onnx_model, world, cityscapes_checkpoint, threshold, tmp_path):
+    shadow = unimportable(tmp_path / 'shadow', 'torch', 'torchvision')
+    bag = tmp_path / 'bag'
+    samples = FishyscapesLF(world)
+    write_bag(samples, bag, fps=4, distro='jazzy', storage='mcap', progress=False)
+    with NodeProcess('-p', f'checkpoint:={onnx_model}', '-p', f'threshold:={threshold!r}',
+                     '-p', "drivable_classes:=['']", '-r', 'image:=/camera/image_raw',
+                     shadow=shadow) as node:
+        report, output, sent, published = _closed_loop(bag, tmp_path, rate=0.5)
+        assert node.alive(), node.output
+    assert 'onnxruntime:CPUExecutionProvider' in node.output
+    assert (report['frames_processed'], report['frames_dropped']) == (sent, 0), output
+    # The same frames through the PyTorch checkpoint: equal metrics, to well within the
+    # 0.2 AP points the backends may differ by.
+    pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
+    pipeline.threshold = threshold
+    evaluation = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
+                          progress=False, components=ComponentSettings(drivable=()))
+    (row,), (components,) = evaluation.rows, evaluation.components
+    for key in ('ap', 'fpr95', 'auroc', 'miou'):
+        assert report[key] == pytest.approx(row[key], abs=1e-3), key
+    assert report['f1_mean'] == pytest.approx(components['f1_mean'], abs=0.02)
     _assert_mask_is_score_above_threshold(published, threshold)
