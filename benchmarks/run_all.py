@@ -21,6 +21,7 @@ BENCHMARKS = [
     ('pipeline_overhead.py', {}),
     ('upsample_cost.py', {}),
     ('region_cost.py', {}),
+    ('onnx_speed.py', {}),
     ('metrics_speed.py', {}),
     ('node_overhead.py', {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}),
     ('train_memory.py', {}),

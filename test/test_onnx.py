@@ -1,6 +1,7 @@
 """ONNX export and the ONNX Runtime backend: equal to PyTorch, refusing what is wrong."""
 
 import json
+import pathlib
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ from dense_ood_ros.onnx_pipeline import (choose_providers, METADATA_KEY, OnnxPip
                                          open_session)
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.tools import export_onnx
-from ros_harness import NodeProcess
+from ros_harness import NodeProcess, ROOT
 
 pytestmark = pytest.mark.slow
 HEIGHT, WIDTH = 48, 64
@@ -161,3 +162,19 @@ def test_providers_fall_back_in_order():
     with pytest.raises(ValueError, match='none of the ONNX Runtime providers'):
         choose_providers(['CUDAExecutionProvider'], ['CPUExecutionProvider'])
     assert onnx_providers('cpu', ['CUDAExecutionProvider']) == ('CPUExecutionProvider',)
+
+
+def test_the_demo_checkpoint_exports_within_tolerance_on_a_street_frame(tmp_path):
+    # The exporter refuses beyond 1e-4 of the largest logit on the frame it is given: a
+    # synthetic street scene at the demo's camera size, through the shipped checkpoint.
+    from train.data.synthetic import render_scene
+
+    checkpoint = pathlib.Path(ROOT) / 'demo' / 'ldn121_demo.pt'
+    if not checkpoint.is_file():
+        pytest.skip('no shipped demo checkpoint')
+    frame = render_scene(1, height=256, width=512, anomalies=True).image
+    out = tmp_path / 'demo.onnx'
+    difference = export_onnx.export(checkpoint, out, height=256, width=512, image=frame,
+                                    log=lambda _: None)
+    assert difference <= 1e-4 and out.is_file()
+    assert OnnxPipeline(out).infer(frame).score.shape == (256, 512)
