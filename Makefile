@@ -18,9 +18,13 @@ endif
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade -r requirements.txt
+	# The package itself, editable: its console scripts (perception_node, infer_image,
+	# dataset_to_bag, play_bag, eval_stream, export_onnx) and `python -m dense_ood_ros...`
+	# work from any directory.
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	cp requirements.txt $(STAMP)
 
 lint: venv

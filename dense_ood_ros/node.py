@@ -147,7 +147,8 @@ class PerceptionNode(Node):
         self._worker = None
         super().__init__('perception_node', **kwargs)
         self._declare_parameters()
-        params = {name: self.get_parameter(name).value for name in node_params.PARAMETERS}
+        params = {name: node_params.coerce(name, self.get_parameter(name).value)
+                  for name in node_params.PARAMETERS}
         for name, value in params.items():
             reason = node_params.validate(name, value)
             if reason:
@@ -200,9 +201,11 @@ class PerceptionNode(Node):
 
     def _declare_parameters(self):
         for name, spec in node_params.PARAMETERS.items():
+            # Dynamic typing: rclpy would refuse `threshold:=1` with a traceback; coerce()
+            # takes compatible values and refuses the rest with one line naming the parameter.
             self.declare_parameter(name, spec.default, ParameterDescriptor(
                 description=spec.description, read_only=not spec.dynamic,
-                type=_PARAMETER_TYPES[type(spec.default)]))
+                type=_PARAMETER_TYPES[type(spec.default)], dynamic_typing=True))
         self.declare_parameter('cameras', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
             description='Camera names; each gets <name>/image in and ~/<name>/... out. '
                         'Unset: one camera on image.', read_only=True))
@@ -219,9 +222,10 @@ class PerceptionNode(Node):
             spec = node_params.PARAMETERS.get(parameter.name)
             if spec is None:
                 continue
-            # rclpy has already refused a value of the wrong type (parameters are declared
-            # with static types), so only the range and choice checks remain.
-            value = parameter.value
+            try:
+                value = node_params.coerce(parameter.name, parameter.value)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
             reason = node_params.validate(parameter.name, value)
             if reason:
                 return SetParametersResult(successful=False,

@@ -114,6 +114,28 @@ def validate(name, value):
     return check(value) if check else None
 
 
+_TYPE_NAMES = {bool: 'a bool', int: 'an integer', float: 'a double', str: 'a string',
+               list: 'a list of strings'}
+
+
+def coerce(name, value):
+    """Return `value` in parameter `name`'s type; raise ValueError naming what was wrong.
+
+    Parameters are declared with dynamic typing so that a compatible value never stops the
+    node: an integer for a double (``threshold:=1``, a common slip on the command line and
+    in YAML) is taken as that double. Anything else of the wrong type is refused.
+    """
+    expected = type(PARAMETERS[name].default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list and isinstance(value, (list, tuple)) and all(
+            isinstance(item, str) for item in value):
+        return list(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise ValueError(f'parameter {name}={value!r}: expected {_TYPE_NAMES[expected]}')
+
+
 def check_persistence(params):
     """Return None if region_persistence <= region_window, else the reason it is not."""
     if params['region_persistence'] > params['region_window']:

@@ -1,5 +1,7 @@
 """perception_node in its own process, driven by real rclpy publishers and subscribers."""
 
+import pathlib
+
 import cv2
 import numpy as np
 import pytest
@@ -12,9 +14,10 @@ from conftest import TINY_PALETTE
 from dense_ood_ros.image_codec import image_to_array
 from dense_ood_ros.labels import UNKNOWN_COLOR
 from dense_ood_ros.pipeline import DenseOODPipeline
-from ros_harness import Client, frame_message, NodeProcess, stamp_ns
+from ros_harness import Client, frame_message, NodeProcess, ROOT, stamp_ns
 
 pytestmark = pytest.mark.slow
+ROOT_DIR = pathlib.Path(ROOT)
 OUTPUTS = ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set')
 
 
@@ -218,8 +221,11 @@ def test_threshold_changes_at_run_time_and_invalid_values_are_refused(client,
         assert not refused.successful and 'overlay_alpha' in refused.reason
         refused = set_parameter(client, 'threshold', float('nan'))
         assert not refused.successful and 'threshold' in refused.reason
-        # Statically typed: rclpy itself refuses an integer for a double parameter.
-        assert not set_parameter(client, 'threshold', 1).successful
+        # An integer for a double is that double; a string is refused, naming the parameter.
+        assert set_parameter(client, 'threshold', 5).successful
+        refused = set_parameter(client, 'threshold', 'high')
+        assert not refused.successful and 'threshold' in refused.reason
+        assert set_parameter(client, 'threshold', 5.0).successful
     assert everything.min() == 255
     assert nothing.max() == 0
 
@@ -356,3 +362,24 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
     assert code == 1, node.output
     assert 'no_such.pt' in node.output and 'no such file' in node.output
     assert 'Traceback' not in node.output
+
+
+def test_compatible_parameter_types_are_taken_and_wrong_ones_are_one_clear_error(
+        client, tiny_checkpoint_path):
+    # The shipped parameter file, then integers where doubles are declared: the node serves.
+    client.record('/perception_node/anomaly_mask')
+    publisher = client.publisher('/cam/image')
+    params_file = ROOT_DIR / 'config' / 'perception.yaml'
+    with NodeProcess('--params-file', str(params_file),
+                     *node_args(tiny_checkpoint_path, '-p', 'threshold:=1',
+                                '-p', 'overlay_alpha:=1', '-p', 'temperature:=2')) as node:
+        msg = frame_message(_rgb(4), stamp_ns=10**9)
+        assert client.handshake(publisher, msg, ['/perception_node/anomaly_mask']), node.output
+        # MSP lies below 1: a threshold of 1 marks nothing.
+        assert image_to_array(client.messages('/perception_node/anomaly_mask')[-1]).max() == 0
+    for wrong, name in (('region_min_area:=big', 'region_min_area'),
+                        ('threshold:=true', 'threshold'), ('upsample:=3', 'upsample')):
+        with NodeProcess(*node_args(tiny_checkpoint_path, '-p', wrong)) as node:
+            assert node.wait(timeout=60.0) == 1, node.output
+        assert f'parameter {name}=' in node.output and 'Traceback' not in node.output, \
+            node.output
