@@ -1,4 +1,4 @@
-"""Anomaly regions as vision_msgs/Detection2DArray, when vision_msgs is importable.
+"""vision_msgs outputs, when vision_msgs is importable: detections and class metadata.
 
 vision_msgs is not on PyPI: a ROS 2 install has it as ``ros-<distro>-vision-msgs``, tests
 use the prebuilt copy in ``../shared/vision_msgs``. Without it ``AVAILABLE`` is False and
@@ -10,7 +10,8 @@ and ``size_x = w``.
 """
 
 try:
-    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo,
+                                 ObjectHypothesisWithPose, VisionClass)
 except ImportError as error:  # a plain rclpy install: the output is absent, nothing else
     AVAILABLE, UNAVAILABLE_REASON = False, f'vision_msgs is not importable ({error})'
 else:
@@ -47,3 +48,12 @@ def detection_boxes(array):
         boxes.append((round(bbox.center.position.x - (width - 1) / 2.0),
                       round(bbox.center.position.y - (height - 1) / 2.0), width, height))
     return boxes
+
+
+def label_info(header, class_names, unknown_id, threshold):
+    """Return a LabelInfo: every class id with its name, the unknown id, the threshold."""
+    info = LabelInfo(header=header, threshold=float(threshold))
+    info.class_map = [VisionClass(class_id=index, class_name=name)
+                      for index, name in enumerate(class_names)]
+    info.class_map.append(VisionClass(class_id=unknown_id, class_name='unknown'))
+    return info

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from std_msgs.msg import Header, String
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
@@ -21,10 +22,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dense_ood_ros import detection_msgs, node_params
 from dense_ood_ros.model_loading import load_pipeline
@@ -32,6 +33,7 @@ from dense_ood_ros.model_metadata import CheckpointError
 from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS
 from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
+from dense_ood_ros.label_metadata import label_metadata, to_json
 from dense_ood_ros.pipeline_common import resolve_settings
 from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, default_drivable_ids,
                                    drivable_ids, find_regions, RegionPersistence)
@@ -39,6 +41,9 @@ from dense_ood_ros.visualize import colorize, overlay, palette_lut
 
 # Outputs go to every subscriber that asks, so they are reliable with a short history.
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Class metadata is latched: a subscriber that joins late still gets the current one.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 WARN_THROTTLE_S = 5.0
 
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
@@ -47,6 +52,7 @@ _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAM
 IMAGE_OUTPUTS = ('semantic', 'anomaly_score', 'anomaly_mask', 'open_set', 'semantic_color',
                  'overlay')
 DETECTIONS = 'anomaly_detections'
+CAMERA_INFO = 'camera_info'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +102,26 @@ class CameraChannel:
         self._lock = threading.Lock()
         self._latest = None
         prefix = f'{name}/' if name else ''
+        image_topic = node.resolve_topic_name(prefix + 'image')
         if compressed:
             # As image_transport does: <remapped image topic>/compressed, so one remapping
             # of `image` serves both transports.
-            topic = node.resolve_topic_name(prefix + 'image') + '/compressed'
+            topic = image_topic + '/compressed'
             self.msg_type = CompressedImage
         else:
             topic, self.msg_type = prefix + 'image', Image
         self.subscription = node.create_subscription(self.msg_type, topic, self.store, qos,
                                                      raw=True)
+        # camera_info beside the image, as image_transport names it (/cam/image_raw ->
+        # /cam/camera_info); the newest one is republished with each output frame's header.
+        self.camera_info_topic = image_topic.rpartition('/')[0] + '/camera_info'
+        self._camera_info = None
+        node.create_subscription(CameraInfo, self.camera_info_topic, self._store_info, qos)
         self.publishers = {
             output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS)
             for output in IMAGE_OUTPUTS}
+        self.publishers[CAMERA_INFO] = node.create_publisher(
+            CameraInfo, f'~/{prefix}{CAMERA_INFO}', OUTPUT_QOS)
         if detection_msgs.AVAILABLE:
             self.publishers[DETECTIONS] = node.create_publisher(
                 detection_msgs.Detection2DArray, f'~/{prefix}{DETECTIONS}', OUTPUT_QOS)
@@ -121,6 +135,26 @@ class CameraChannel:
             self._latest = msg, arrival_ns
         self.stats.count('received')
         self._node.wake_worker()
+
+    def _store_info(self, msg):
+        with self._lock:
+            self._camera_info = msg
+
+    def camera_info(self, header):
+        """Return the newest CameraInfo with `header` (an output frame's), or None."""
+        with self._lock:
+            info = self._camera_info
+        if info is None:
+            return None
+        return CameraInfo(header=header, height=info.height, width=info.width,
+                          distortion_model=info.distortion_model, d=info.d, k=info.k,
+                          r=info.r, p=info.p, binning_x=info.binning_x,
+                          binning_y=info.binning_y, roi=info.roi)
+
+    def has_camera_info(self):
+        """Tell whether any camera_info message has arrived."""
+        with self._lock:
+            return self._camera_info is not None
 
     def take(self):
         """Return and clear (message, arrival ns) of the newest frame, or None."""
@@ -182,8 +216,14 @@ class PerceptionNode(Node):
                         for name in names]
         if not detection_msgs.AVAILABLE:
             self.get_logger().warning(
-                f'~/{DETECTIONS} is not published: {detection_msgs.UNAVAILABLE_REASON}; '
-                'install ros-<distro>-vision-msgs (every other output works)')
+                f'~/{DETECTIONS} and ~/label_info are not published: '
+                f'{detection_msgs.UNAVAILABLE_REASON}; install ros-<distro>-vision-msgs '
+                '(every other output works; ~/labels has the class metadata as JSON)')
+        self._labels = self.create_publisher(String, '~/labels', LATCHED_QOS)
+        self._label_info = (self.create_publisher(detection_msgs.LabelInfo, '~/label_info',
+                                                  LATCHED_QOS)
+                            if detection_msgs.AVAILABLE else None)
+        self._publish_labels()
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # A steady clock keeps diagnostics flowing under use_sim_time before /clock arrives.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -239,9 +279,13 @@ class PerceptionNode(Node):
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self.pipeline.settings_lock:
+            changed = (score, temperature, threshold) != (
+                self.pipeline.score, self.pipeline.temperature, self.pipeline.threshold)
             self.pipeline.score = score
             self.pipeline.temperature = temperature
             self.pipeline.threshold = threshold
+        if changed:
+            self._publish_labels()
         if regions != self._regions:
             # Regions seen under other settings say nothing about persistence under these.
             self._regions = regions
@@ -249,6 +293,18 @@ class PerceptionNode(Node):
                 camera.persistence = self._new_persistence()
         self._params = updated
         return SetParametersResult(successful=True)
+
+    def _publish_labels(self):
+        """Publish (latched) what the ids mean and the anomaly settings now in force."""
+        pipeline = self.pipeline
+        metadata = label_metadata(pipeline.class_names, self.checkpoint.palette,
+                                  score=pipeline.score, temperature=pipeline.temperature,
+                                  threshold=pipeline.threshold)
+        self._labels.publish(String(data=to_json(metadata)))
+        if self._label_info is not None:
+            header = Header(stamp=self.get_clock().now().to_msg())
+            self._label_info.publish(detection_msgs.label_info(
+                header, pipeline.class_names, metadata['unknown']['id'], pipeline.threshold))
 
     def _new_persistence(self):
         return RegionPersistence(self._regions.persistence, self._regions.window)
@@ -333,6 +389,10 @@ class PerceptionNode(Node):
         wants_color, wants_overlay = camera.wants('semantic_color'), camera.wants('overlay')
         if camera.wants(DETECTIONS):
             self._publish_detections(camera, header, result)
+        if camera.wants(CAMERA_INFO):
+            info = camera.camera_info(header)
+            if info is not None:
+                publish[CAMERA_INFO].publish(info)
         if wants_color or wants_overlay:
             color = colorize(result.open_set, self._lut)
             if wants_color:
@@ -369,6 +429,8 @@ class PerceptionNode(Node):
             elif values['rejected']:
                 status.level = DiagnosticStatus.WARN
                 status.message = f'{values["rejected"]} frame(s) rejected'
+            values['camera_info'] = ('received' if camera.has_camera_info() else
+                                     f'missing: nothing on {camera.camera_info_topic}')
             values.update(device=str(self.pipeline.device), checkpoint=self.checkpoint_path,
                           anomaly_detections=('published' if detection_msgs.AVAILABLE else
                                               detection_msgs.UNAVAILABLE_REASON))

@@ -1,8 +1,12 @@
 """~/anomaly_detections through real rclpy, with the prebuilt vision_msgs (make test sets it)."""
 
+import json
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.regions import find_regions
@@ -14,6 +18,8 @@ vision_msgs = pytest.importorskip(
     'vision_msgs.msg', reason='vision_msgs is not importable: run through `make test`, which '
                               'puts ../shared/vision_msgs on the paths')
 TOPIC = '/perception_node/anomaly_detections'
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @pytest.fixture
@@ -108,6 +114,7 @@ def test_without_vision_msgs_the_node_says_so_once_and_everything_else_flows(
         client, tiny_checkpoint_path):
     client.record('/perception_node/anomaly_score')
     client.record('/diagnostics', DiagnosticArray)
+    client.record('/perception_node/labels', String, LATCHED)
     publisher = client.publisher('/cam/image')
     msg = frame_message(np.zeros((32, 48, 3), dtype=np.uint8), stamp_ns=10**9)
     with NodeProcess(*node_args(tiny_checkpoint_path), vision_msgs=False) as node:
@@ -118,7 +125,11 @@ def test_without_vision_msgs_the_node_says_so_once_and_everything_else_flows(
         values = diagnostic_values(client)
         assert node.interrupt() == 0
     assert 'vision_msgs is not importable' in values['anomaly_detections']
-    assert node.output.count('anomaly_detections is not published') == 1, node.output
+    assert node.output.count('~/label_info are not published') == 1, node.output
+    # The class metadata still arrives, latched, as JSON.
+    labels = json.loads(client.messages('/perception_node/labels')[-1].data)
+    assert [c['name'] for c in labels['classes']] == ['road', 'car', 'sky']
+    assert labels['unknown']['id'] == 3
 
 
 def test_a_drivable_class_the_model_lacks_is_one_clear_error(tiny_checkpoint_path):
@@ -127,3 +138,29 @@ def test_a_drivable_class_the_model_lacks_is_one_clear_error(tiny_checkpoint_pat
         assert node.wait(timeout=60.0) == 1
     assert "drivable_classes=['road', 'parking']" in node.output
     assert "'parking'" in node.output and 'Traceback' not in node.output
+
+
+def test_label_info_is_latched_and_follows_the_threshold(client, tiny_checkpoint_path):
+    publisher = client.publisher('/cam/image')
+    msg = frame_message(np.zeros((32, 48, 3), dtype=np.uint8), stamp_ns=10**9)
+    client.record('/perception_node/anomaly_score')
+    with NodeProcess(*node_args(tiny_checkpoint_path, '-p', 'threshold:=0.25')) as node:
+        assert client.handshake(publisher, msg, ['/perception_node/anomaly_score']), \
+            node.output
+        # Subscribed only now, long after the node published: latched, so it still comes.
+        client.record('/perception_node/label_info', vision_msgs.LabelInfo, LATCHED)
+        client.record('/perception_node/labels', String, LATCHED)
+        assert client.spin_until(lambda: client.messages('/perception_node/label_info')
+                                 and client.messages('/perception_node/labels'), 20.0)
+        first = client.messages('/perception_node/label_info')[-1]
+        assert set_parameter(client, 'threshold', 0.75).successful
+        assert client.spin_until(
+            lambda: len(client.messages('/perception_node/label_info')) > 1, 20.0)
+        second = client.messages('/perception_node/label_info')[-1]
+        labels = json.loads(client.messages('/perception_node/labels')[-1].data)
+    assert [(c.class_id, c.class_name) for c in first.class_map] == [
+        (0, 'road'), (1, 'car'), (2, 'sky'), (3, 'unknown')]
+    assert first.threshold == pytest.approx(0.25) and second.threshold == pytest.approx(0.75)
+    assert labels['classes'][1] == {'id': 1, 'name': 'car', 'color': [0, 0, 142]}
+    assert (labels['score'], labels['temperature']) == ('msp', 10.0)
+    assert labels['unknown'] == {'id': 3, 'name': 'unknown', 'color': [255, 128, 0]}
