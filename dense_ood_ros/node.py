@@ -6,6 +6,7 @@ batched forward pass and publishes, so a slow model never builds a queue of stal
 """
 
 import dataclasses
+import signal
 import sys
 import threading
 import time
@@ -467,6 +468,7 @@ def main(args=None):
         return 1
     except KeyboardInterrupt:
         # Ctrl-C while the model loads is a normal stop, not a crash.
+        _ignore_further_interrupts()
         rclpy.try_shutdown()
         return 0
     try:
@@ -474,9 +476,21 @@ def main(args=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_further_interrupts()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _ignore_further_interrupts():
+    """Let the clean-up finish: Ctrl-C in a terminal under `ros2 launch` delivers SIGINT twice.
+
+    The terminal's SIGINT reaches the node and launch, which then forwards its own; the second
+    would raise KeyboardInterrupt in the middle of destroy_node (or in an atexit handler) and
+    turn a clean stop into a traceback and exit code -2. Clean-up is bounded (the worker is
+    joined with a timeout), so ignoring SIGINT from here on cannot hang the process.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == '__main__':

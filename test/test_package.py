@@ -1,14 +1,21 @@
 """The ament_python package builds with colcon and installs what `ros2 run` expects."""
 
+import importlib.util
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters
 
-from ros_harness import Client, frame_message, NodeProcess
+from dense_ood_ros.image_codec import image_to_array
+from ros_harness import Client, frame_message, NodeProcess, ros_environment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPTS = ['dataset_to_bag', 'eval_stream', 'export_onnx', 'infer_image',
@@ -75,3 +82,70 @@ def test_installed_node_starts_from_a_sourced_workspace_and_publishes(
             assert node.interrupt() == 0, node.output
     finally:
         client.close()
+
+
+SHARED_LAUNCH_TOOLS = ROOT.parent / 'shared' / 'ros2-launch' / 'install.sh'
+
+
+@pytest.fixture(scope='module')
+def ros2_command(tmp_path_factory):
+    """The `ros2` command line: an installed ROS 2's, else ../shared/ros2-launch's wheels."""
+    if importlib.util.find_spec('launch_ros') and shutil.which('ros2'):
+        return 'ros2'
+    if not SHARED_LAUNCH_TOOLS.is_file():
+        pytest.skip('neither an installed launch_ros nor ../shared/ros2-launch')
+    tools = tmp_path_factory.mktemp('ros2_launch_tools')
+    result = subprocess.run(['bash', str(SHARED_LAUNCH_TOOLS), sys.executable, str(tools)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return f'env PYTHONPATH={tools}:"$PYTHONPATH" {sys.executable} {tools}/bin/ros2'
+
+
+@pytest.mark.slow
+def test_ros2_launch_runs_the_installed_node_and_stops_cleanly_on_ctrl_c(
+        install_tree, ros2_command, tiny_checkpoint_path, tmp_path):
+    params = tmp_path / 'params.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    threshold: 0.0\n    device: cpu\n')
+    launch = (f'source {install_tree}/setup.bash && exec {ros2_command} launch dense_ood_ros '
+              f'perception.launch.py checkpoint:={tiny_checkpoint_path} device:=cpu '
+              f'image_topic:=/launched/image namespace:=robot node_name:=seg '
+              f'use_sim_time:=true params_file:={params}')
+    client = Client()
+    # Its own session: Ctrl-C reaches launch and the node as a terminal's would.
+    process = subprocess.Popen(['bash', '-c', launch], cwd=tmp_path, env=ros_environment(
+        import_checkout=False), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        client.record('/robot/seg/anomaly_mask')
+        publisher = client.publisher('/launched/image')
+        rgb = np.zeros((40, 60, 3), dtype=np.uint8)
+        # Namespace, node name and the image remapping: the mask comes back where expected.
+        assert client.handshake(publisher, frame_message(rgb, stamp_ns=5),
+                                ['/robot/seg/anomaly_mask'], timeout=120), ''.join(output)
+        # The params file's threshold 0 marks every pixel (MSP is positive).
+        mask = image_to_array(client.messages('/robot/seg/anomaly_mask')[-1])
+        assert mask.min() == 255
+        assert _parameter(client, '/robot/seg', 'use_sim_time') is True
+        # Ctrl-C in a terminal: SIGINT to the whole group, then launch forwards another.
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, ''.join(output)
+    finally:
+        client.close()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(timeout=5)
+    text = ''.join(output)
+    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text
+    assert 'process has finished cleanly' in text, text
+
+
+def _parameter(client, node, name):
+    service = client.node.create_client(GetParameters, f'{node}/get_parameters')
+    assert service.wait_for_service(timeout_sec=20.0)
+    future = service.call_async(GetParameters.Request(names=[name]))
+    assert client.spin_until(future.done, timeout=20.0)
+    value = future.result().values[0]
+    return value.bool_value if value.type == ParameterType.PARAMETER_BOOL else None
