@@ -5,6 +5,8 @@ import threading
 
 import numpy as np
 
+PERIOD_COUNTERS = ('received', 'dropped', 'rejected', 'failed', 'non_finite')
+
 
 class FrameStats:
     """Thread-safe counts of received, processed, dropped and rejected frames, plus latency.
@@ -27,7 +29,16 @@ class FrameStats:
         self.batched = 0
         # Obstacle hypotheses published on ~/anomaly_detections, all frames together.
         self.detections = 0
+        # Frames whose inference raised, and frames whose scores were not all finite.
+        self.failed = self.non_finite = 0
+        self.last_input_s = None  # time.monotonic() of the newest frame's arrival
         self._last = (0, 0, None)
+        self._last_counts = dict.fromkeys(PERIOD_COUNTERS, 0)
+
+    def note_input(self, now_s):
+        """Record that a frame arrived at `now_s` (time.monotonic())."""
+        with self._lock:
+            self.last_input_s = now_s
 
     def count(self, name, amount=1):
         """Add to the counter `name` (received, processed, dropped, rejected, batched, ...)."""
@@ -50,7 +61,11 @@ class FrameStats:
             values = {
                 'received': self.received, 'processed': self.processed,
                 'dropped': self.dropped, 'rejected': self.rejected, 'batched': self.batched,
-                'detections': self.detections,
+                'detections': self.detections, 'failed': self.failed,
+                'non_finite': self.non_finite,
+                # What happened since the previous snapshot, for the health levels.
+                **{f'period_{name}': getattr(self, name) - self._last_counts[name]
+                   for name in PERIOD_COUNTERS},
                 'input_rate_hz': rate(self.received, received),
                 'processed_rate_hz': rate(self.processed, processed),
                 **_percentiles('latency_ms', self._latencies_ms),
@@ -58,6 +73,7 @@ class FrameStats:
                 **_percentiles('inference_ms', self._inference_ms),
             }
             self._last = (self.received, self.processed, now_s)
+            self._last_counts = {name: getattr(self, name) for name in PERIOD_COUNTERS}
             return values
 
 

@@ -33,6 +33,7 @@ from dense_ood_ros.model_loading import load_pipeline
 from dense_ood_ros.model_metadata import CheckpointError
 from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS
 from dense_ood_ros.frame_stats import FrameStats
+from dense_ood_ros.health import assess, HealthLimits
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
 from dense_ood_ros.label_metadata import label_metadata, to_json
 from dense_ood_ros.pipeline_common import resolve_settings
@@ -46,6 +47,7 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 WARN_THROTTLE_S = 5.0
+_LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                     float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
@@ -130,6 +132,7 @@ class CameraChannel:
     def store(self, msg):
         """Keep only the newest (serialised) message; an older unprocessed one is dropped."""
         arrival_ns = time.monotonic_ns()
+        self.stats.note_input(arrival_ns / 1e9)
         with self._lock:
             if self._latest is not None:
                 self.stats.count('dropped')
@@ -231,6 +234,7 @@ class PerceptionNode(Node):
         self._diagnostics_timer = self.create_timer(
             params['diagnostics_period'], self._publish_diagnostics, clock=self._steady)
 
+        self._started_s = time.monotonic()  # a camera silent since start is stale too
         self._worker = threading.Thread(target=self._work, name='perception_worker',
                                         daemon=True)
         self._worker.start()
@@ -337,11 +341,20 @@ class PerceptionNode(Node):
         if not batch:
             return
         start_ns = time.monotonic_ns()
-        results = self.pipeline.infer_batch([rgb for *_, rgb in batch])
+        try:
+            results = self.pipeline.infer_batch([rgb for *_, rgb in batch])
+        except Exception as error:  # noqa: B902 - counted for health, and the node goes on
+            for camera, *_ in batch:
+                camera.stats.count('failed')
+            self.get_logger().error(f'inference failed: {error}',
+                                    throttle_duration_sec=WARN_THROTTLE_S)
+            return
         inference_ms = (time.monotonic_ns() - start_ns) / 1e6
         for (camera, msg, arrival_ns, rgb), result in zip(batch, results):
             if result.batch > 1:
                 camera.stats.count('batched')
+            if not np.isfinite(result.score).all():
+                camera.stats.count('non_finite')
             self._publish(camera, msg.header, rgb, result)
             now = self.get_clock().now()
             stamp = Time.from_msg(msg.header.stamp, clock_type=now.clock_type)
@@ -418,18 +431,20 @@ class PerceptionNode(Node):
     def _publish_diagnostics(self):
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        now_s = self._steady.now().nanoseconds / 1e9
+        now_s = time.monotonic()
+        limits = HealthLimits(stale_input_s=self._params['stale_input_s'],
+                              max_drop_share=self._params['max_drop_share'],
+                              latency_budget_ms=self._params['latency_budget_ms'])
         for camera in self.cameras:
             values = camera.stats.snapshot(now_s)
+            last_input = camera.stats.last_input_s
+            level, message = assess(
+                values, limits=limits, topic=camera.subscription.topic_name,
+                input_age_s=now_s - (self._started_s if last_input is None else last_input))
             status = DiagnosticStatus(
                 name=f'{self.get_fully_qualified_name()}: {camera.name}',
-                hardware_id=str(self.pipeline.device), level=DiagnosticStatus.OK,
-                message='ok')
-            if values['received'] and not values['processed']:
-                status.level, status.message = DiagnosticStatus.WARN, 'no frame processed yet'
-            elif values['rejected']:
-                status.level = DiagnosticStatus.WARN
-                status.message = f'{values["rejected"]} frame(s) rejected'
+                hardware_id=str(self.pipeline.device), level=_LEVELS[level],
+                message=message)
             values['camera_info'] = ('received' if camera.has_camera_info() else
                                      f'missing: nothing on {camera.camera_info_topic}')
             values.update(device=str(self.pipeline.device), checkpoint=self.checkpoint_path,

@@ -60,6 +60,14 @@ PARAMETERS = {
     'max_input_pixels': ParameterSpec(
         4096 * 4096, 'Frames with more pixels than this are rejected.'),
     'diagnostics_period': ParameterSpec(1.0, 'Seconds between /diagnostics messages.'),
+    # Health levels in /diagnostics (dense_ood_ros.health).
+    'stale_input_s': ParameterSpec(
+        5.0, 'ERROR when no frame arrived on a camera for this many seconds.', dynamic=True),
+    'max_drop_share': ParameterSpec(
+        0.5, "WARN when a larger share of a period's frames was dropped (0..1).", dynamic=True),
+    'latency_budget_ms': ParameterSpec(
+        0.0, 'WARN when latency p95 (header stamp to publish) exceeds this; 0 turns it off.',
+        dynamic=True),
     # ~/anomaly_detections (docs/regions.md): defaults chosen on a held-out synthetic split.
     'region_min_area': ParameterSpec(
         REGION_DEFAULTS['min_area'],
@@ -102,6 +110,9 @@ def validate(name, value):
         'overlay_alpha': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
         'max_input_pixels': lambda v: None if v >= 1 else 'must be >= 1',
         'diagnostics_period': lambda v: None if v > 0 else 'must be > 0',
+        'stale_input_s': lambda v: None if v > 0 else 'must be > 0',
+        'max_drop_share': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
+        'latency_budget_ms': lambda v: None if v >= 0 else 'must be >= 0 (0: off)',
         'region_min_area': lambda v: None if v >= 1 else 'must be >= 1',
         'drivable_classes': lambda v: (None if all(isinstance(n, str) for n in v)
                                        else 'must be a list of class names'),

@@ -5,7 +5,7 @@ import pathlib
 import cv2
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CompressedImage, Image
@@ -383,3 +383,65 @@ def test_compatible_parameter_types_are_taken_and_wrong_ones_are_one_clear_error
             assert node.wait(timeout=60.0) == 1, node.output
         assert f'parameter {name}=' in node.output and 'Traceback' not in node.output, \
             node.output
+
+
+def _newest_status(client, camera='camera'):
+    for array in reversed(client.messages('/diagnostics')):
+        for status in array.status:
+            if status.name.endswith(': ' + camera):
+                return status
+    return None
+
+
+def _wait_for_level(client, level, timeout=15.0):
+    """Spin until the newest status has `level`; return that status (or the last seen)."""
+    client.spin_until(lambda: (_newest_status(client) or DiagnosticStatus()).level == level,
+                      timeout)
+    return _newest_status(client)
+
+
+def test_health_goes_error_when_the_camera_is_silent_and_ok_when_frames_flow(
+        client, tiny_checkpoint_path):
+    client.record('/diagnostics', DiagnosticArray)
+    client.record('/perception_node/anomaly_score')
+    publisher = client.publisher('/cam/image')
+    args = node_args(tiny_checkpoint_path, '-p', 'stale_input_s:=3.0',
+                     '-p', 'latency_budget_ms:=0.001')
+    with NodeProcess(*args) as node:
+        status = _wait_for_level(client, DiagnosticStatus.ERROR, timeout=60.0)
+        assert status.level == DiagnosticStatus.ERROR, node.output
+        assert status.message.startswith('no frame on /cam/image for ')
+        # Frames flow: no longer stale, but 0.001 ms is a latency budget no frame meets.
+        msg = frame_message(_rgb(6), stamp_ns=10**9)
+        assert client.handshake(publisher, msg, ['/perception_node/anomaly_score']), \
+            node.output
+        for _ in range(3):
+            publisher.publish(msg)
+            client.spin_for(0.3)
+        status = _wait_for_level(client, DiagnosticStatus.WARN)
+        assert status.level == DiagnosticStatus.WARN and 'over the budget' in status.message
+        assert set_parameter(client, 'latency_budget_ms', 0.0).successful
+        publisher.publish(msg)
+        status = _wait_for_level(client, DiagnosticStatus.OK)
+        assert (status.level, status.message) == (DiagnosticStatus.OK, 'ok')
+
+
+def test_non_finite_scores_are_an_error(client, tmp_path):
+    from conftest import make_tiny_checkpoint
+    from dense_ood_ros.checkpoint import save_checkpoint
+
+    broken = make_tiny_checkpoint()
+    bias = next(name for name in broken.state_dict if name.endswith('bias'))
+    broken.state_dict[bias] = broken.state_dict[bias].clone().fill_(float('nan'))
+    path = tmp_path / 'nan.pt'
+    save_checkpoint(path, broken)
+    client.record('/diagnostics', DiagnosticArray)
+    client.record('/perception_node/anomaly_score')
+    publisher = client.publisher('/cam/image')
+    with NodeProcess(*node_args(path)) as node:
+        msg = frame_message(_rgb(7), stamp_ns=10**9)
+        assert client.handshake(publisher, msg, ['/perception_node/anomaly_score']), \
+            node.output
+        status = _wait_for_level(client, DiagnosticStatus.ERROR)
+        assert node.alive()
+    assert status.level == DiagnosticStatus.ERROR and 'non-finite' in status.message

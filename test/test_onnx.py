@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import time
 
 import numpy as np
 import onnx
@@ -178,3 +179,41 @@ def test_the_demo_checkpoint_exports_within_tolerance_on_a_street_frame(tmp_path
                                     log=lambda _: None)
     assert difference <= 1e-4 and out.is_file()
     assert OnnxPipeline(out).infer(frame).score.shape == (256, 512)
+
+
+def test_frames_the_fixed_model_cannot_take_make_health_error_and_the_node_go_on(exported):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    from ros_harness import Client, frame_message
+    from test_node import node_args
+
+    client = Client()
+    try:
+        client.record('/diagnostics', DiagnosticArray)
+        client.record('/perception_node/anomaly_score')
+        publisher = client.publisher('/cam/image')
+        wrong = frame_message(np.zeros((HEIGHT, 2 * WIDTH, 3), np.uint8), stamp_ns=1)
+        right = frame_message(np.zeros((HEIGHT, WIDTH, 3), np.uint8), stamp_ns=2)
+
+        def newest():
+            statuses = [s for a in client.messages('/diagnostics') for s in a.status]
+            return statuses[-1] if statuses else None
+
+        def failing():
+            status = newest()
+            return status is not None and 'inference failed' in status.message
+
+        with NodeProcess(*node_args(exported, '-p', 'stale_input_s:=600.0')) as node:
+            assert client.wait_for_subscriber(publisher, timeout=60.0), node.output
+            deadline = time.monotonic() + 60.0
+            while not failing() and time.monotonic() < deadline:
+                publisher.publish(wrong)  # the first may be lost to discovery
+                client.spin_until(failing, 1.0)
+            assert failing(), node.output
+            assert newest().level == DiagnosticStatus.ERROR
+            # The node goes on: a frame of the exported size is served.
+            assert client.handshake(publisher, right, ['/perception_node/anomaly_score']), \
+                node.output
+        assert 'exported for a 96x64 network input' in node.output
+    finally:
+        client.close()
