@@ -177,7 +177,8 @@ def main():
         node = subprocess.Popen(
             [sys.executable, '-m', 'dense_ood_ros.node', '--ros-args',
              '-p', f'checkpoint:={checkpoint}', '-p', f'device:={args.device}',
-             '-p', 'qos_reliability:=reliable', '-p', f'max_input_pixels:={rgb.size}',
+             '-p', 'qos_overrides./bench/image.subscription.reliability:=reliable',
+             '-p', f'max_input_pixels:={rgb.size}',
              '-p', 'diagnostics_period:=0.5', '-r', 'image:=/bench/image'],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         harness = Harness(rgb)

@@ -46,7 +46,8 @@ def node_rate(model, rgb, seconds_per_frame, frames):
     """Return the node's processed frames per second on `model` under saturating input."""
     node = subprocess.Popen(
         [sys.executable, '-m', 'dense_ood_ros.node', '--ros-args',
-         '-p', f'checkpoint:={model}', '-p', 'device:=cpu', '-p', 'qos_reliability:=reliable',
+         '-p', f'checkpoint:={model}', '-p', 'device:=cpu',
+         '-p', 'qos_overrides./bench/image.subscription.reliability:=reliable',
          '-p', f'max_input_pixels:={rgb.size}', '-r', 'image:=/bench/image'],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     harness = Harness(rgb)

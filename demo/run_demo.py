@@ -168,7 +168,10 @@ def replay(checkpoint, bag, out, args, env):
     node = Background('node', module('dense_ood_ros.node', '--ros-args',
                                      '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
                                      # Replay for evaluation: lose no frame in transport.
-                                     '-p', 'qos_reliability:=reliable',
+                                     '-p', 'qos_overrides./camera/image_raw.subscription.'
+                                           'reliability:=reliable',
+                                     '-p', 'qos_overrides./camera/image_raw.subscription.'
+                                           'depth:=10',
                                      '-r', f'image:={CAMERA_TOPIC}'), env)
     evaluator = None
     try:

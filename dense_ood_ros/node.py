@@ -23,7 +23,9 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.serialization import deserialize_message
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -41,8 +43,12 @@ from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, default_drivable_id
                                    drivable_ids, find_regions, RegionPersistence)
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
 
-# Outputs go to every subscriber that asks, so they are reliable with a short history.
+# REP-2003: camera input with the sensor-data profile (best effort, matches reliable and
+# best-effort publishers), outputs reliable with a short history. Both can be changed with
+# the standard qos_overrides./<topic>.<publisher|subscription>.<policy> parameters.
+INPUT_QOS = qos_profile_sensor_data
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+OVERRIDABLE = QoSOverridingOptions.with_default_policies()  # history, depth, reliability
 # Class metadata is latched: a subscriber that joins late still gets the current one.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -113,21 +119,25 @@ class CameraChannel:
             self.msg_type = CompressedImage
         else:
             topic, self.msg_type = prefix + 'image', Image
-        self.subscription = node.create_subscription(self.msg_type, topic, self.store, qos,
-                                                     raw=True)
+        self.subscription = node.create_subscription(
+            self.msg_type, topic, self.store, qos, raw=True, qos_overriding_options=OVERRIDABLE)
         # camera_info beside the image, as image_transport names it (/cam/image_raw ->
         # /cam/camera_info); the newest one is republished with each output frame's header.
         self.camera_info_topic = image_topic.rpartition('/')[0] + '/camera_info'
         self._camera_info = None
-        node.create_subscription(CameraInfo, self.camera_info_topic, self._store_info, qos)
+        node.create_subscription(CameraInfo, self.camera_info_topic, self._store_info, qos,
+                                 qos_overriding_options=OVERRIDABLE)
         self.publishers = {
-            output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS)
+            output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS,
+                                          qos_overriding_options=OVERRIDABLE)
             for output in IMAGE_OUTPUTS}
         self.publishers[CAMERA_INFO] = node.create_publisher(
-            CameraInfo, f'~/{prefix}{CAMERA_INFO}', OUTPUT_QOS)
+            CameraInfo, f'~/{prefix}{CAMERA_INFO}', OUTPUT_QOS,
+            qos_overriding_options=OVERRIDABLE)
         if detection_msgs.AVAILABLE:
             self.publishers[DETECTIONS] = node.create_publisher(
-                detection_msgs.Detection2DArray, f'~/{prefix}{DETECTIONS}', OUTPUT_QOS)
+                detection_msgs.Detection2DArray, f'~/{prefix}{DETECTIONS}', OUTPUT_QOS,
+                qos_overriding_options=OVERRIDABLE)
 
     def store(self, msg):
         """Keep only the newest (serialised) message; an older unprocessed one is dropped."""
@@ -210,12 +220,8 @@ class PerceptionNode(Node):
         self._unknown_id = str(self.pipeline.num_classes)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        input_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
-            reliability=(ReliabilityPolicy.RELIABLE if params['qos_reliability'] == 'reliable'
-                         else ReliabilityPolicy.BEST_EFFORT))
         names = node_params.camera_names(self._declared_cameras())
-        self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=input_qos,
+        self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=INPUT_QOS,
                                       persistence=self._new_persistence())
                         for name in names]
         if not detection_msgs.AVAILABLE:

@@ -8,7 +8,6 @@ from dense_ood_ros.pipeline_common import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_
 from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
 from dense_ood_ros.scores_numpy import SCORES
 
-RELIABILITIES = ('best_effort', 'reliable')
 # Chosen on a held-out synthetic split (seed 1), not on the demo bag: docs/regions.md.
 REGION_DEFAULTS = {'min_area': 20, 'persistence': 1, 'window': 1, 'score': 'peak'}
 TRANSPORTS = ('raw', 'compressed')
@@ -52,9 +51,6 @@ PARAMETERS = {
         'Anomaly threshold on the score; negative takes the checkpoint value.', dynamic=True),
     'input_transport': ParameterSpec(
         'raw', 'raw subscribes image, compressed <remapped image topic>/compressed.'),
-    'qos_reliability': ParameterSpec(
-        'best_effort', 'Input QoS reliability: best_effort (sensor data) or reliable.'),
-    'qos_depth': ParameterSpec(1, 'Input QoS history depth; 1 keeps only the newest frame.'),
     'overlay_alpha': ParameterSpec(0.5, 'Weight of the colour mask in ~/overlay, 0..1.',
                                    dynamic=True),
     'max_input_pixels': ParameterSpec(
@@ -104,9 +100,6 @@ def validate(name, value):
         'temperature': lambda v: None if math.isfinite(v) and v >= 0 else 'must be >= 0',
         'threshold': lambda v: None if math.isfinite(v) else 'must be finite',
         'input_transport': lambda v: None if v in TRANSPORTS else f'must be one of {TRANSPORTS}',
-        'qos_reliability': lambda v: (None if v in RELIABILITIES
-                                      else f'must be one of {RELIABILITIES}'),
-        'qos_depth': lambda v: None if v >= 1 else 'must be >= 1',
         'overlay_alpha': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
         'max_input_pixels': lambda v: None if v >= 1 else 'must be >= 1',
         'diagnostics_period': lambda v: None if v > 0 else 'must be > 0',

@@ -8,6 +8,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from conftest import TINY_PALETTE
@@ -34,8 +35,14 @@ def client():
 
 def node_args(checkpoint, *extra, camera_topic='/cam/image'):
     """Return the node's ROS arguments: CPU, fast diagnostics, camera on `camera_topic`."""
-    return ('-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu', '-p', 'qos_depth:=1',
+    return ('-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
             '-p', 'diagnostics_period:=0.5', '-r', f'image:={camera_topic}', *extra)
+
+
+def reliable_input(topic, depth=10):
+    """Return the standard QoS overrides for a reliable camera subscription on `topic`."""
+    return ('-p', f'qos_overrides.{topic}.subscription.reliability:=reliable',
+            '-p', f'qos_overrides.{topic}.subscription.depth:={depth}')
 
 
 def diagnostic_values(client, camera='camera'):
@@ -168,7 +175,7 @@ def test_malformed_frames_are_rejected_and_good_frames_still_served(
                   bad(data=bytes(10)), too_big]
     # A deeper input queue so that no frame is lost before the node sees it.
     args = node_args(tiny_checkpoint_path, '-p', 'max_input_pixels:=10000',
-                     '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=10')
+                     *reliable_input('/cam/image'))
     with NodeProcess(*args) as node:
         assert client.handshake(publisher, good, ['/perception_node/semantic']), node.output
         client.received['/perception_node/semantic'].clear()
@@ -329,7 +336,7 @@ def test_compressed_transport_decodes_and_rejects_corrupt_frames(client,
     good.header.stamp.sec = 7
     corrupt = CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg')
     with NodeProcess(*node_args(tiny_checkpoint_path, '-p', 'input_transport:=compressed',
-                                '-p', 'qos_depth:=10', '-p', 'qos_reliability:=reliable',
+                                *reliable_input('/cam/image/compressed'),
                                 camera_topic='/cam/image')) as node:
         assert client.handshake(publisher, good, ['/perception_node/anomaly_score']), \
             node.output
@@ -445,3 +452,28 @@ def test_non_finite_scores_are_an_error(client, tmp_path):
         status = _wait_for_level(client, DiagnosticStatus.ERROR)
         assert node.alive()
     assert status.level == DiagnosticStatus.ERROR and 'non-finite' in status.message
+
+
+def test_qos_follows_rep_2003_and_the_standard_overrides_change_it(client,
+                                                                   tiny_checkpoint_path):
+    client.record('/perception_node/anomaly_score')
+
+    def endpoints():
+        return (client.node.get_subscriptions_info_by_topic('/cam/image'),
+                client.node.get_publishers_info_by_topic('/perception_node/anomaly_score'))
+
+    with NodeProcess(*node_args(tiny_checkpoint_path)) as node:
+        assert client.spin_until(lambda: all(endpoints()), 60.0), node.output
+        (subscription,), (publisher,) = endpoints()
+    assert subscription.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    overrides = (*reliable_input('/cam/image', depth=7),
+                 '-p', 'qos_overrides./perception_node/anomaly_score.publisher.reliability:='
+                       'best_effort')
+    with NodeProcess(*node_args(tiny_checkpoint_path, *overrides)) as node:
+        assert client.spin_until(
+            lambda: all(endpoints()) and endpoints()[0][0].qos_profile.reliability
+            == ReliabilityPolicy.RELIABLE, 60.0), node.output
+        (subscription,), (publisher,) = endpoints()
+    # (The history depth is not announced in discovery; reliability is.)
+    assert publisher.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
