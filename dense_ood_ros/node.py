@@ -70,6 +70,7 @@ class RegionSettings:
 
     drivable: tuple
     min_area: int
+    min_road_share: float
     score: str
     persistence: int
     window: int
@@ -89,6 +90,7 @@ class RegionSettings:
         except ValueError as error:
             raise ValueError(f'parameter drivable_classes={names!r}: {error}') from None
         return cls(drivable=drivable, min_area=params['region_min_area'],
+                   min_road_share=params['region_min_road_share'],
                    score=params['region_score'], persistence=params['region_persistence'],
                    window=params['region_window'])
 
@@ -428,6 +430,7 @@ class PerceptionNode(Node):
         settings = self._regions
         regions = find_regions(result.score, result.labels, threshold=result.threshold,
                                drivable=settings.drivable, min_area=settings.min_area,
+                               min_road_share=settings.min_road_share,
                                region_score=settings.score)
         reported = camera.persistence.update(regions)
         camera.publishers[DETECTIONS].publish(

@@ -9,7 +9,8 @@ from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
 from dense_ood_ros.scores_numpy import SCORES
 
 # Chosen on a held-out synthetic split (seed 1), not on the demo bag: docs/regions.md.
-REGION_DEFAULTS = {'min_area': 20, 'persistence': 1, 'window': 1, 'score': 'peak'}
+REGION_DEFAULTS = {'min_area': 20, 'min_road_share': 0.0, 'persistence': 1, 'window': 1,
+                   'score': 'peak'}
 TRANSPORTS = ('raw', 'compressed')
 
 
@@ -72,6 +73,10 @@ PARAMETERS = {
         list(DEFAULT_DRIVABLE_CLASSES),
         "Class names of the drivable area a region must touch; [''] keeps every region.",
         dynamic=True),
+    'region_min_road_share': ParameterSpec(
+        REGION_DEFAULTS['min_road_share'],
+        'Share of drivable pixels a region needs in the 2-pixel ring around it; 0 means '
+        'touching the drivable area is enough.', dynamic=True),
     'region_persistence': ParameterSpec(
         REGION_DEFAULTS['persistence'],
         'Report a region once seen in this many of the last region_window frames.',
@@ -109,6 +114,7 @@ def validate(name, value):
         'region_min_area': lambda v: None if v >= 1 else 'must be >= 1',
         'drivable_classes': lambda v: (None if all(isinstance(n, str) for n in v)
                                        else 'must be a list of class names'),
+        'region_min_road_share': lambda v: None if 0.0 <= v <= 1.0 else 'must lie in [0, 1]',
         'region_persistence': lambda v: None if v >= 1 else 'must be >= 1',
         'region_window': lambda v: None if v >= 1 else 'must be >= 1',
         'region_score': lambda v: (None if v in REGION_SCORES

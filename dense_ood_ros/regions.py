@@ -59,8 +59,11 @@ def default_drivable_ids(class_names):
                         if name in names))
 
 
-def check_region_settings(*, min_area, region_score, touch_margin=DEFAULT_TOUCH_MARGIN):
+def check_region_settings(*, min_area, region_score, touch_margin=DEFAULT_TOUCH_MARGIN,
+                          min_road_share=0.0):
     """Raise ValueError naming the first region setting that is out of range."""
+    if not 0.0 <= min_road_share <= 1.0:
+        raise ValueError(f'min_road_share must lie in [0, 1], got {min_road_share!r}')
     if not isinstance(min_area, (int, np.integer)) or min_area < 1:
         raise ValueError(f'region min_area must be an integer >= 1, got {min_area!r}')
     if region_score not in REGION_SCORES:
@@ -70,16 +73,19 @@ def check_region_settings(*, min_area, region_score, touch_margin=DEFAULT_TOUCH_
 
 
 def find_regions(score, labels, *, threshold, drivable, min_area, region_score='peak',
-                 touch_margin=DEFAULT_TOUCH_MARGIN, with_mask=False):
+                 touch_margin=DEFAULT_TOUCH_MARGIN, min_road_share=0.0, with_mask=False):
     """Return the obstacle hypotheses of one frame, largest first.
 
     ``score`` is a float (H, W) anomaly score, ``labels`` the (H, W) class ids of the same
     frame and ``drivable`` the ids of the drivable classes (an empty collection keeps every
-    region, wherever it lies). Regions need ``area >= min_area`` pixels. ``with_mask``
+    region, wherever it lies). Regions need ``area >= min_area`` pixels and, with
+    ``min_road_share`` > 0, at least that share of drivable pixels in the ring of
+    ``touch_margin`` pixels around them (an obstacle on the road is surrounded by road; a
+    false alarm along a kerb or a car's outline has road on one side only). ``with_mask``
     returns (regions, bool (H, W) mask of their pixels) instead, for component metrics.
     """
     check_region_settings(min_area=min_area, region_score=region_score,
-                          touch_margin=touch_margin)
+                          touch_margin=touch_margin, min_road_share=min_road_share)
     score = np.asarray(score)
     if score.ndim != 2 or np.asarray(labels).shape != score.shape:
         raise ValueError(f'score {score.shape} and labels {np.asarray(labels).shape} must be '
@@ -93,10 +99,9 @@ def find_regions(score, labels, *, threshold, drivable, min_area, region_score='
     keep = areas >= min_area
     keep[0] = False  # the background
     if drivable:
-        touching = np.zeros(count, dtype=bool)
-        near_road = _grow(_class_mask(labels, drivable), touch_margin)
-        touching[np.unique(components[near_road & mask.view(bool)])] = True
-        keep &= touching
+        share = _road_share(components, mask.view(bool), _class_mask(labels, drivable),
+                            count, touch_margin)
+        keep &= share >= min_road_share if min_road_share > 0 else share > 0
     kept = np.flatnonzero(keep)
     if kept.size == 0:
         return _answer([], np.zeros(score.shape, dtype=bool), with_mask)
@@ -139,6 +144,23 @@ def mask_of_boxes(mask, boxes):
     return keep[components]
 
 
+def _road_share(components, anomalous, road, count, margin):
+    """Return, per component, the share of drivable pixels in the ring around it.
+
+    The ring is the component grown by `margin` pixels, less the anomalous pixels. Growing
+    the label image with a max filter attributes each ring pixel to a neighbouring
+    component (where two lie within the margin of each other, to the higher id).
+    """
+    kernel = np.ones((2 * max(margin, 1) + 1,) * 2, dtype=np.uint8)
+    # float32 holds the ids exactly (below 2**24 components); OpenCV has no int32 dilation.
+    grown = cv2.dilate(components.astype(np.float32), kernel).astype(np.int64)
+    ring = (grown > 0) & ~anomalous
+    ids = grown[ring]
+    sizes = np.bincount(ids, minlength=count)
+    on_road = np.bincount(ids, weights=road[ring], minlength=count)
+    return np.divide(on_road, sizes, out=np.zeros(count), where=sizes > 0)
+
+
 def _class_mask(labels, classes):
     """Return labels in `classes` as a bool mask (a lookup table: np.isin is 5x slower)."""
     labels = np.asarray(labels)
@@ -147,13 +169,6 @@ def _class_mask(labels, classes):
     table = np.zeros(256, dtype=bool)
     table[list(classes)] = True
     return table[labels]
-
-
-def _grow(mask, margin):
-    if margin == 0:
-        return mask
-    kernel = np.ones((2 * margin + 1, 2 * margin + 1), dtype=np.uint8)
-    return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
 
 
 def box_iou(a, b):

@@ -6,7 +6,7 @@ import pytest
 from dense_ood_ros.regions import (AnomalyRegion, box_iou, drivable_ids, find_regions,
                                    mask_of_boxes, RegionPersistence)
 
-ROAD, CAR, SKY = 0, 13, 10
+ROAD, SIDEWALK, CAR, SKY = 0, 1, 13, 10
 
 
 def _scene(height=60, width=80):
@@ -57,6 +57,21 @@ def test_an_obstacle_labelled_car_counts_when_only_its_rim_meets_the_road():
                         touch_margin=2) == []
     assert len(find_regions(score, labels, threshold=0.5, drivable=(ROAD,), min_area=4,
                             touch_margin=4)) == 1
+
+
+def test_a_min_road_share_keeps_obstacles_on_the_road_and_drops_kerb_outlines():
+    score, labels = _scene()
+    labels[30:, 60:] = SIDEWALK                # the road ends at column 60
+    _blob(score, labels, 40, 10, 6, 6)         # on the road, road all around
+    _blob(score, labels, 40, 58, 6, 4)         # along the kerb: half road, half sidewalk
+    touching = find_regions(score, labels, threshold=0.5, drivable=(ROAD,), min_area=4)
+    assert sorted(r.box for r in touching) == [(10, 40, 6, 6), (58, 40, 4, 6)]
+    on_road = find_regions(score, labels, threshold=0.5, drivable=(ROAD,), min_area=4,
+                           min_road_share=0.7)
+    assert [r.box for r in on_road] == [(10, 40, 6, 6)]
+    with pytest.raises(ValueError, match='min_road_share'):
+        find_regions(score, labels, threshold=0.5, drivable=(ROAD,), min_area=4,
+                     min_road_share=1.5)
 
 
 def test_area_below_the_minimum_is_dropped_and_equal_is_kept():

@@ -70,6 +70,11 @@ class ComponentSettings:
 
     drivable: tuple
     min_areas: tuple = (REGION_DEFAULTS['min_area'],)
+    min_road_shares: tuple = (REGION_DEFAULTS['min_road_share'],)
+
+    def combinations(self):
+        """Return every (min_area, min_road_share) pair to score."""
+        return [(area, share) for area in self.min_areas for share in self.min_road_shares]
 
 
 def settings_from_args(scores, temperatures):
@@ -94,7 +99,8 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True, com
     own = (pipeline.score, pipeline.temperature) if components else None
     # The node's operating point needs its own map when the table rows do not include it.
     map_settings = list(settings) + ([own] if components and own not in settings else [])
-    regions = [ComponentAccumulator() for _ in (components.min_areas if components else ())]
+    combinations = components.combinations() if components else []
+    regions = [ComponentAccumulator() for _ in combinations]
     confusion = ConfusionMatrix(pipeline.num_classes)
     images = pixels = 0
     has_ood = has_semantic = False
@@ -114,10 +120,10 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True, com
             has_ood = True
             for accumulator, score_map in zip(accumulators, maps):
                 accumulator.add(score_map, sample.ood)
-            for accumulator, min_area in zip(regions, components.min_areas if regions else ()):
+            for accumulator, (min_area, share) in zip(regions, combinations):
                 _, mask = find_regions(maps[map_settings.index(own)], labels,
                                        threshold=pipeline.threshold, drivable=components.drivable,
-                                       min_area=min_area, with_mask=True)
+                                       min_area=min_area, min_road_share=share, with_mask=True)
                 accumulator.add(mask, sample.ood)
     segmentation = confusion.compute() if has_semantic else {}
     miou = segmentation.get('miou')
@@ -127,9 +133,9 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True, com
         rows.append({'score': score, 'temperature': temperature, 'miou': miou,
                      'ap': ood.get('ap'), 'fpr95': ood.get('fpr95'),
                      'auroc': ood.get('auroc')})
-    component_rows = [{'min_area': min_area, **accumulator.compute()}
-                      for min_area, accumulator in zip(
-                          components.min_areas if regions else (), regions)] if has_ood else []
+    component_rows = [{'min_area': area, 'min_road_share': share, **accumulator.compute()}
+                      for (area, share), accumulator in zip(combinations, regions)
+                      ] if has_ood else []
     return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators,
                       pixel_accuracy=segmentation.get('pixel_accuracy'),
                       components=component_rows)
@@ -139,11 +145,13 @@ def format_components(rows, pipeline):
     """Return the component-level metrics as a small table (percent), one row per min area."""
     lines = [f'regions at {pipeline.score}, T={pipeline.temperature:g}, threshold '
              f'{pipeline.threshold:.6g}:',
-             f'{"min area":>8} {"sIoU":>6} {"PPV":>6} {"F1":>6} {"obstacles":>9} {"regions":>7}']
+             f'{"min area":>8} {"road":>5} {"sIoU":>6} {"PPV":>6} {"F1":>6} {"obstacles":>9} '
+             f'{"regions":>7}']
     for row in rows:
         cells = ['-' if row[key] is None else f'{100 * row[key]:.2f}'
                  for key in ('siou', 'ppv', 'f1_mean')]
-        lines.append(f'{row["min_area"]:>8} ' + ' '.join(f'{c:>6}' for c in cells)
+        lines.append(f'{row["min_area"]:>8} {row["min_road_share"]:>5.2f} '
+                     + ' '.join(f'{c:>6}' for c in cells)
                      + f' {row["truth_components"]:>9} {row["predicted_components"]:>7}')
     return '\n'.join(lines)
 
@@ -219,12 +227,17 @@ def parse_args(argv):
                         default=[REGION_DEFAULTS['min_area']],
                         help="the node's region_min_area; several values compare them "
                              '(component metrics of ~/anomaly_detections)')
+    parser.add_argument('--region-min-road-share', type=float, nargs='+',
+                        default=[REGION_DEFAULTS['min_road_share']],
+                        help="the node's region_min_road_share; several values compare them")
     parser.add_argument('--drivable-classes', nargs='*',
                         help="the node's drivable_classes (default: its default, road); none "
                              'given keeps every region')
     args = parser.parse_args(argv)
     if min(args.region_min_area) < 1:
         parser.error('--region-min-area must be >= 1')
+    if not all(0.0 <= share <= 1.0 for share in args.region_min_road_share):
+        parser.error('--region-min-road-share must lie in [0, 1]')
     if (args.calibrate_tpr is None) != (args.write_checkpoint is None):
         parser.error('--calibrate-tpr and --write-checkpoint go together')
     return args
@@ -253,7 +266,8 @@ def main(argv=None):
         drivable = (default_drivable_ids(pipeline.class_names) if args.drivable_classes is None
                     else drivable_ids(pipeline.class_names, args.drivable_classes))
         components = ComponentSettings(drivable=drivable,
-                                       min_areas=tuple(args.region_min_area))
+                                       min_areas=tuple(args.region_min_area),
+                                       min_road_shares=tuple(args.region_min_road_share))
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f'train.evaluate: {error}', file=sys.stderr)
         return 2
