@@ -109,6 +109,16 @@ def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10, max_dropped=0.0):
     return json.loads(report_path.read_text()), evaluator.output, sent, published
 
 
+def _train_evaluate(checkpoint, threshold, samples):
+    """Return (table row, component metrics) of train.evaluate at the node's settings."""
+    pipeline = DenseOODPipeline.from_checkpoint(checkpoint, device='cpu')
+    pipeline.threshold = threshold
+    evaluation = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
+                          progress=False, components=ComponentSettings(drivable=()))
+    (row,), (components,) = evaluation.rows, evaluation.components
+    return row, components
+
+
 def _assert_mask_is_score_above_threshold(published, threshold):
     """Every frame's ~/anomaly_mask is 255 exactly where its ~/anomaly_score > threshold."""
     assert published
@@ -137,11 +147,7 @@ def test_slow_replay_scores_every_frame_like_train_evaluate(node, world, citysca
     # Every output matched a frame of the bag, once.
     assert (report['frames_unexpected'], report['frames_repeated']) == (0, 0), output
     # The node's default operating point comes from the checkpoint: the same here.
-    pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
-    pipeline.threshold = threshold
-    evaluation = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
-                          progress=False, components=ComponentSettings(drivable=()))
-    (row,), (components,) = evaluation.rows, evaluation.components
+    row, components = _train_evaluate(cityscapes_checkpoint, threshold, samples)
     for key in ('ap', 'fpr95', 'auroc', 'miou'):
         assert report[key] == pytest.approx(row[key], abs=1e-6), key
     # The node's ~/anomaly_detections, scored at component level, equal the regions that
@@ -209,11 +215,7 @@ def test_the_onnx_model_closes_the_loop_in_a_node_without_torch(
     assert (report['frames_processed'], report['frames_dropped']) == (sent, 0), output
     # The same frames through the PyTorch checkpoint: equal metrics, to well within the
     # 0.2 AP points the backends may differ by.
-    pipeline = DenseOODPipeline.from_checkpoint(cityscapes_checkpoint, device='cpu')
-    pipeline.threshold = threshold
-    evaluation = evaluate(pipeline, samples, [(pipeline.score, pipeline.temperature)],
-                          progress=False, components=ComponentSettings(drivable=()))
-    (row,), (components,) = evaluation.rows, evaluation.components
+    row, components = _train_evaluate(cityscapes_checkpoint, threshold, samples)
     for key in ('ap', 'fpr95', 'auroc', 'miou'):
         assert report[key] == pytest.approx(row[key], abs=1e-3), key
     assert report['f1_mean'] == pytest.approx(components['f1_mean'], abs=0.02)
