@@ -99,9 +99,15 @@ def find_regions(score, labels, *, threshold, drivable, min_area, region_score='
     keep = areas >= min_area
     keep[0] = False  # the background
     if drivable:
-        share = _road_share(components, mask.view(bool), _class_mask(labels, drivable),
-                            count, touch_margin)
-        keep &= share >= min_road_share if min_road_share > 0 else share > 0
+        road, anomalous = _class_mask(labels, drivable), mask.view(bool)
+        share = _road_share(components, anomalous, road, count, touch_margin)
+        if min_road_share > 0:
+            keep &= share >= min_road_share
+        else:
+            # Touching: road in the ring, or road among the region's own pixels.
+            on_road = np.zeros(count, dtype=bool)
+            on_road[np.unique(components[anomalous & road])] = True
+            keep &= (share > 0) | on_road
     kept = np.flatnonzero(keep)
     if kept.size == 0:
         return _answer([], np.zeros(score.shape, dtype=bool), with_mask)

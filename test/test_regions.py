@@ -157,3 +157,10 @@ def test_persistence_one_of_one_reports_everything_and_bad_values_are_refused():
         RegionPersistence(1, 0)
     with pytest.raises(ValueError, match='persistence'):
         RegionPersistence(3, 2)
+
+
+def test_a_region_whose_own_pixels_are_road_touches_the_road():
+    score, labels = _scene()
+    _blob(score, labels, 5, 30, 6, 6, label=SKY)
+    labels[7, 32] = ROAD  # one of its pixels, in the sky, is labelled road
+    assert len(find_regions(score, labels, threshold=0.5, drivable=(ROAD,), min_area=4)) == 1
