@@ -29,6 +29,7 @@ setup(
             'eval_stream = dense_ood_ros.tools.eval_stream:main',
             'export_onnx = dense_ood_ros.tools.export_onnx:main',
             'infer_image = dense_ood_ros.tools.infer_image:main',
+            'managed_perception_node = dense_ood_ros.node:main_managed',
             'perception_node = dense_ood_ros.node:main',
             'play_bag = dense_ood_ros.tools.play_bag:main',
         ],

@@ -6,6 +6,7 @@ batched forward pass and publishes, so a slow model never builds a queue of stal
 """
 
 import dataclasses
+import gc
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
@@ -117,18 +119,16 @@ class CameraChannel:
         if compressed:
             # As image_transport does: <remapped image topic>/compressed, so one remapping
             # of `image` serves both transports.
-            topic = image_topic + '/compressed'
+            self.topic = image_topic + '/compressed'
             self.msg_type = CompressedImage
         else:
-            topic, self.msg_type = prefix + 'image', Image
-        self.subscription = node.create_subscription(
-            self.msg_type, topic, self.store, qos, raw=True, qos_overriding_options=OVERRIDABLE)
+            self.topic, self.msg_type = image_topic, Image
+        self._qos = qos
+        self._subscriptions = []
         # camera_info beside the image, as image_transport names it (/cam/image_raw ->
         # /cam/camera_info); the newest one is republished with each output frame's header.
         self.camera_info_topic = image_topic.rpartition('/')[0] + '/camera_info'
         self._camera_info = None
-        node.create_subscription(CameraInfo, self.camera_info_topic, self._store_info, qos,
-                                 qos_overriding_options=OVERRIDABLE)
         self.publishers = {
             output: node.create_publisher(Image, f'~/{prefix}{output}', OUTPUT_QOS,
                                           qos_overriding_options=OVERRIDABLE)
@@ -140,6 +140,30 @@ class CameraChannel:
             self.publishers[DETECTIONS] = node.create_publisher(
                 detection_msgs.Detection2DArray, f'~/{prefix}{DETECTIONS}', OUTPUT_QOS,
                 qos_overriding_options=OVERRIDABLE)
+
+    def subscribe(self):
+        """Start taking frames and camera_info (activation)."""
+        node = self._node
+        self._subscriptions = [
+            node.create_subscription(self.msg_type, self.topic, self.store, self._qos, raw=True,
+                                     qos_overriding_options=OVERRIDABLE),
+            node.create_subscription(CameraInfo, self.camera_info_topic, self._store_info,
+                                     self._qos, qos_overriding_options=OVERRIDABLE)]
+
+    def unsubscribe(self):
+        """Stop taking frames (deactivation); a frame still waiting is forgotten."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
+        with self._lock:
+            self._latest = None
+
+    def destroy(self):
+        """Remove the subscriptions and the publishers (cleanup)."""
+        self.unsubscribe()
+        for publisher in self.publishers.values():
+            self._node.destroy_publisher(publisher)
+        self.publishers = {}
 
     def store(self, msg):
         """Keep only the newest (serialised) message; an older unprocessed one is dropped."""
@@ -187,22 +211,38 @@ class CameraChannel:
         return publisher is not None and publisher.get_subscription_count() > 0
 
 
-class PerceptionNode(Node):
-    """Dense open-set segmentation of one or more cameras."""
+class PerceptionCore:
+    """Dense open-set segmentation of one or more cameras, in the steps of a managed node.
 
-    def __init__(self, **kwargs):
+    ``_configure`` loads and checks the model (one warm-up inference) and creates the
+    publishers; ``_activate`` subscribes and starts the worker; ``_deactivate`` stops both and
+    keeps the model; ``_cleanup`` releases the model and the publishers. PerceptionNode runs
+    the first two at construction, ManagedPerceptionNode on lifecycle transitions.
+    """
+
+    def _init_state(self):
         # Set before anything can fail: rclpy destroys a half-built node on shutdown too.
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = None
-        super().__init__('perception_node', **kwargs)
-        self._declare_parameters()
+        self._diagnostics_timer = None
+        self.pipeline = self.checkpoint = None
+        self.cameras = []
+        self._output_publishers = []
+
+    def _read_parameters(self):
+        """Return the validated parameters; raise ValueError naming the first bad one."""
         params = {name: node_params.coerce(name, self.get_parameter(name).value)
                   for name in node_params.PARAMETERS}
         for name, value in params.items():
             reason = node_params.validate(name, value)
             if reason:
                 raise ValueError(f'parameter {name}={value!r}: {reason}')
+        return params
+
+    def _configure(self):
+        """Load and check the model, warm it up, create the publishers (no subscriptions)."""
+        params = self._params = self._read_parameters()
         self.checkpoint_path = params['checkpoint']
         self.checkpoint, self.pipeline = load_pipeline(self.checkpoint_path, params,
                                                        providers=params['providers'])
@@ -214,14 +254,12 @@ class PerceptionNode(Node):
                    else self.get_logger().warning)
             log(f'ONNX Runtime providers not in this build, skipped: {", ".join(missing)}')
         self._lut = palette_lut(self.checkpoint.palette)
-        self._params = params
         self._max_pixels = params['max_input_pixels']
         self._compressed = params['input_transport'] == 'compressed'
         self._regions = RegionSettings.from_params(params, self.checkpoint.class_names)
         # Detections carry the open-set id of unknown pixels, as ~/open_set does.
         self._unknown_id = str(self.pipeline.num_classes)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
+        self._warm_up()
         names = node_params.camera_names(self._declared_cameras())
         self.cameras = [CameraChannel(self, name, compressed=self._compressed, qos=INPUT_QOS,
                                       persistence=self._new_persistence())
@@ -230,27 +268,71 @@ class PerceptionNode(Node):
             self.get_logger().warning(
                 f'~/{DETECTIONS} and ~/label_info are not published: '
                 f'{detection_msgs.UNAVAILABLE_REASON}; install ros-<distro>-vision-msgs '
-                '(every other output works; ~/labels has the class metadata as JSON)')
+                '(every other output works; ~/labels has the class metadata as JSON)',
+                once=True)
         self._labels = self.create_publisher(String, '~/labels', LATCHED_QOS)
         self._label_info = (self.create_publisher(detection_msgs.LabelInfo, '~/label_info',
                                                   LATCHED_QOS)
                             if detection_msgs.AVAILABLE else None)
-        self._publish_labels()
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._output_publishers = [p for p in (self._labels, self._label_info,
+                                               self._diagnostics) if p is not None]
         # A steady clock keeps diagnostics flowing under use_sim_time before /clock arrives.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._diagnostics_timer = self.create_timer(
-            params['diagnostics_period'], self._publish_diagnostics, clock=self._steady)
 
-        self._started_s = time.monotonic()  # a camera silent since start is stale too
+    def _warm_up(self):
+        """Run one inference, so a broken model fails now and the first frame is not slow."""
+        fixed = getattr(self.pipeline, 'fixed_size', None)
+        edge = self.pipeline.input_short_edge
+        height, width = fixed if fixed else (edge, 2 * edge)
+        self.pipeline.infer(np.zeros((height, width, 3), np.uint8))
+
+    def _activate(self):
+        """Subscribe, publish the class metadata, start diagnostics and the worker."""
+        self._publish_labels()
+        self._started_s = time.monotonic()  # a camera silent since activation is stale too
+        self._stop.clear()
         self._worker = threading.Thread(target=self._work, name='perception_worker',
                                         daemon=True)
         self._worker.start()
+        for camera in self.cameras:
+            camera.subscribe()
+        self._diagnostics_timer = self.create_timer(
+            self._params['diagnostics_period'], self._publish_diagnostics, clock=self._steady)
         self.get_logger().info(
             f'serving {len(self.cameras)} camera(s) {[c.name for c in self.cameras]} on '
             f'{self.pipeline.device} with {self.checkpoint_path} '
             f'({self.pipeline.score}, T={self.pipeline.temperature:g}, '
             f'threshold={self.pipeline.threshold:g})')
+
+    def _deactivate(self):
+        """Stop taking frames and processing; the model stays loaded."""
+        for camera in self.cameras:
+            camera.unsubscribe()
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        self._stop_worker()
+
+    def _stop_worker(self):
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+
+    def _cleanup(self):
+        """Release the model (and its GPU memory) and the publishers."""
+        for camera in self.cameras:
+            camera.destroy()
+        for publisher in self._output_publishers:
+            self.destroy_publisher(publisher)
+        self.cameras, self._output_publishers = [], []
+        self.pipeline = self.checkpoint = None
+        gc.collect()
+        torch = sys.modules.get('torch')  # loaded only by a .pt model
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _declare_parameters(self):
         for name, spec in node_params.PARAMETERS.items():
@@ -270,6 +352,9 @@ class PerceptionNode(Node):
             return None
 
     def _on_set_parameters(self, parameters):
+        if self.pipeline is None:
+            # Not configured (a managed node): only check; configure reads them all.
+            return self._check_only(parameters)
         updated = dict(self._params)
         for parameter in parameters:
             spec = node_params.PARAMETERS.get(parameter.name)
@@ -305,6 +390,21 @@ class PerceptionNode(Node):
             for camera in self.cameras:
                 camera.persistence = self._new_persistence()
         self._params = updated
+        return SetParametersResult(successful=True)
+
+    @staticmethod
+    def _check_only(parameters):
+        for parameter in parameters:
+            if parameter.name not in node_params.PARAMETERS:
+                continue
+            try:
+                value = node_params.coerce(parameter.name, parameter.value)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            reason = node_params.validate(parameter.name, value)
+            if reason:
+                return SetParametersResult(successful=False,
+                                           reason=f'{parameter.name}={value!r}: {reason}')
         return SetParametersResult(successful=True)
 
     def _publish_labels(self):
@@ -448,7 +548,7 @@ class PerceptionNode(Node):
             values = camera.stats.snapshot(now_s)
             last_input = camera.stats.last_input_s
             level, message = assess(
-                values, limits=limits, topic=camera.subscription.topic_name,
+                values, limits=limits, topic=camera.topic,
                 input_age_s=now_s - (self._started_s if last_input is None else last_input))
             status = DiagnosticStatus(
                 name=f'{self.get_fully_qualified_name()}: {camera.name}',
@@ -466,11 +566,70 @@ class PerceptionNode(Node):
 
     def destroy_node(self):
         """Stop the worker before the publishers it uses go away."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=10.0)
+        self._stop_worker()
         super().destroy_node()
+
+
+class PerceptionNode(PerceptionCore, Node):
+    """The unmanaged node: configures and activates itself at construction."""
+
+    def __init__(self, **kwargs):
+        self._init_state()
+        super().__init__('perception_node', **kwargs)
+        self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._configure()
+        self._activate()
+
+
+class ManagedPerceptionNode(PerceptionCore, LifecycleNode):
+    """The managed (lifecycle) node: a supervisor drives it through its transitions.
+
+    configure loads and checks the model with one warm-up inference and creates the
+    publishers (a bad model or parameter fails the transition, naming the cause, and the
+    node stays unconfigured); activate subscribes and starts processing; deactivate stops
+    processing and keeps the model; cleanup releases the model (and GPU memory); shutdown
+    from any state undoes what is up. Nothing is published unless active.
+    """
+
+    def __init__(self, **kwargs):
+        self._init_state()
+        super().__init__('perception_node', **kwargs)
+        self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def on_configure(self, state):
+        """Load, check and warm up the model; create the publishers."""
+        try:
+            self._configure()
+        except (CheckpointError, ValueError) as error:
+            self.get_logger().error(f'configure failed: {error}')
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state):
+        """Subscribe and start processing."""
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state):
+        """Stop processing; the model stays loaded."""
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state):
+        """Release the model and the publishers."""
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state):
+        """Undo whatever is up, from any state."""
+        if self._worker is not None:
+            self._deactivate()
+        if self.pipeline is not None:
+            self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
 
 
 def _format(value):
@@ -481,11 +640,11 @@ def _format(value):
     return str(value)
 
 
-def main(args=None):
+def main(args=None, node_class=None):
     """Run the node until SIGINT or external shutdown; exit non-zero on a bad configuration."""
     rclpy.init(args=args)
     try:
-        node = PerceptionNode()
+        node = (node_class or PerceptionNode)()
     except (CheckpointError, ValueError) as error:
         get_logger('perception_node').fatal(str(error))
         rclpy.try_shutdown()
@@ -504,6 +663,11 @@ def main(args=None):
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main_managed(args=None):
+    """Entry point of managed_perception_node: the lifecycle node, waiting to be configured."""
+    return main(args, node_class=ManagedPerceptionNode)
 
 
 def _ignore_further_interrupts():

@@ -12,7 +12,7 @@ from dense_ood_ros import node_params
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch/perception.launch.py'
 LAUNCH_ARGUMENTS = {'checkpoint', 'image_topic', 'params_file', 'device', 'use_sim_time',
-                    'namespace', 'node_name'}
+                    'managed', 'namespace', 'node_name'}
 
 
 def _calls(tree, name):
@@ -31,9 +31,12 @@ def test_launch_file_names_what_the_package_installs():
     (node,) = _calls(tree, 'Node')
     keywords = _keywords(node)
     assert keywords['package'].value == 'dense_ood_ros'
-    executable = keywords['executable'].value
-    scripts = re.findall(r"'(\w+) = dense_ood_ros\.[\w.]+:main'", (ROOT / 'setup.py').read_text())
-    assert executable in scripts
+    # managed:=false|true picks the plain or the lifecycle node's console script.
+    executables = {call.args[0].value for call in _calls(tree, '_node')}
+    scripts = re.findall(r"'(\w+) = dense_ood_ros\.[\w.]+:main\w*'",
+                         (ROOT / 'setup.py').read_text())
+    assert executables == {'perception_node', 'managed_perception_node'}
+    assert executables <= set(scripts)
     remapped = {pair.elts[0].value for pair in keywords['remappings'].elts}
     assert 'image' in remapped
     # The default params file is the installed config/perception.yaml.

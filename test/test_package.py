@@ -11,15 +11,17 @@ import threading
 
 import numpy as np
 import pytest
+from lifecycle_msgs.msg import Transition
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 
 from dense_ood_ros.image_codec import image_to_array
 from ros_harness import Client, frame_message, NodeProcess, ros_environment
+from test_node_lifecycle import transition
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPTS = ['dataset_to_bag', 'eval_stream', 'export_onnx', 'infer_image',
-                   'perception_node', 'play_bag']
+                   'managed_perception_node', 'perception_node', 'play_bag']
 
 
 @pytest.fixture(scope='module')
@@ -102,14 +104,15 @@ def ros2_command(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('managed', [False, True])
 def test_ros2_launch_runs_the_installed_node_and_stops_cleanly_on_ctrl_c(
-        install_tree, ros2_command, tiny_checkpoint_path, tmp_path):
+        install_tree, ros2_command, tiny_checkpoint_path, tmp_path, managed):
     params = tmp_path / 'params.yaml'
     params.write_text('/**:\n  ros__parameters:\n    threshold: 0.0\n    device: cpu\n')
     launch = (f'source {install_tree}/setup.bash && exec {ros2_command} launch dense_ood_ros '
               f'perception.launch.py checkpoint:={tiny_checkpoint_path} device:=cpu '
               f'image_topic:=/launched/image namespace:=robot node_name:=seg '
-              f'use_sim_time:=true params_file:={params}')
+              f'use_sim_time:=true params_file:={params} managed:={str(managed).lower()}')
     client = Client()
     # Its own session: Ctrl-C reaches launch and the node as a terminal's would.
     process = subprocess.Popen(['bash', '-c', launch], cwd=tmp_path, env=ros_environment(
@@ -122,6 +125,9 @@ def test_ros2_launch_runs_the_installed_node_and_stops_cleanly_on_ctrl_c(
         client.record('/robot/seg/anomaly_mask')
         publisher = client.publisher('/launched/image')
         rgb = np.zeros((40, 60, 3), dtype=np.uint8)
+        if managed:  # what a lifecycle manager does
+            for step in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                assert transition(client, step, node='/robot/seg'), ''.join(output)
         # Namespace, node name and the image remapping: the mask comes back where expected.
         assert client.handshake(publisher, frame_message(rgb, stamp_ns=5),
                                 ['/robot/seg/anomaly_mask'], timeout=120), ''.join(output)
