@@ -9,7 +9,7 @@ from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
 from dense_ood_ros.scores_numpy import SCORES
 
 # Chosen on a held-out synthetic split (seed 1), not on the demo bag: docs/regions.md.
-REGION_DEFAULTS = {'min_area': 20, 'min_road_share': 0.0, 'persistence': 1, 'window': 1,
+REGION_DEFAULTS = {'min_area': 40, 'min_road_share': 0.7, 'persistence': 1, 'window': 1,
                    'score': 'peak'}
 TRANSPORTS = ('raw', 'compressed')
 

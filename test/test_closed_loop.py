@@ -61,12 +61,16 @@ def node(cityscapes_checkpoint, threshold):
     with NodeProcess('-p', f'checkpoint:={cityscapes_checkpoint}', '-p', 'device:=cpu',
                      '-p', f'threshold:={threshold!r}',
                      # An untrained model labels hardly any road: regions count everywhere.
-                     '-p', "drivable_classes:=['']",
+                     '-p', "drivable_classes:=['']", *RELIABLE_REPLAY,
                      '-r', 'image:=/camera/image_raw') as process:
         yield process
 
 
 SCORE, MASK = '/perception_node/anomaly_score', '/perception_node/anomaly_mask'
+# An evaluation replay loses no frame in transport: the camera subscription made reliable
+# with the standard QoS overrides (the default is sensor-data, best effort).
+RELIABLE_REPLAY = ('-p', 'qos_overrides./camera/image_raw.subscription.reliability:=reliable',
+                   '-p', 'qos_overrides./camera/image_raw.subscription.depth:=10')
 
 
 def _closed_loop(bag, tmp_path, *, rate, frames=0, timeout=10, max_dropped=0.0):
@@ -207,8 +211,8 @@ def test_the_onnx_model_closes_the_loop_in_a_node_without_torch(
     samples = FishyscapesLF(world)
     write_bag(samples, bag, fps=4, distro='jazzy', storage='mcap', progress=False)
     with NodeProcess('-p', f'checkpoint:={onnx_model}', '-p', f'threshold:={threshold!r}',
-                     '-p', "drivable_classes:=['']", '-r', 'image:=/camera/image_raw',
-                     shadow=shadow) as node:
+                     '-p', "drivable_classes:=['']", *RELIABLE_REPLAY,
+                     '-r', 'image:=/camera/image_raw', shadow=shadow) as node:
         report, output, sent, published = _closed_loop(bag, tmp_path, rate=0.5)
         assert node.alive(), node.output
     assert 'onnxruntime:CPUExecutionProvider' in node.output

@@ -53,7 +53,7 @@ def test_detections_carry_the_input_header_and_equal_the_regions_of_the_pipeline
                            drivable=(0,), min_area=3)
     assert len(regions) >= 2, 'the frame should hold several regions'
     args = node_args(tiny_checkpoint_path, '-p', f'threshold:={pipeline.threshold!r}',
-                     '-p', 'region_min_area:=3')
+                     '-p', 'region_min_area:=3', '-p', 'region_min_road_share:=0.0')
     with NodeProcess(*args) as node:
         msg = frame_message(rgb, stamp_ns=7_000_000_123, frame_id='front_cam')
         assert client.handshake(publisher, msg, [TOPIC]), node.output
@@ -87,7 +87,7 @@ def test_region_parameters_change_at_run_time_and_bad_values_are_refused(
         return client.messages(TOPIC)[-1]
 
     args = node_args(tiny_checkpoint_path, '-p', f'threshold:={pipeline.threshold!r}',
-                     '-p', 'region_min_area:=3')
+                     '-p', 'region_min_area:=3', '-p', 'region_min_road_share:=0.0')
     with NodeProcess(*args) as node:
         assert client.handshake(publisher, msg, [TOPIC]), node.output
         assert set_parameter(client, 'drivable_classes', ['']).successful
