@@ -217,3 +217,18 @@ def test_frames_the_fixed_model_cannot_take_make_health_error_and_the_node_go_on
         assert 'exported for a 96x64 network input' in node.output
     finally:
         client.close()
+
+
+def test_an_fp16_export_keeps_the_float32_interface_and_stays_close(tiny_checkpoint_path,
+                                                                    tmp_path):
+    out = tmp_path / 'tiny16.onnx'
+    assert export_onnx.main(['--checkpoint', str(tiny_checkpoint_path), '--out', str(out),
+                             '--height', str(HEIGHT), '--width', str(WIDTH), '--fp16']) == 0
+    half = OnnxPipeline(out)
+    assert half.info.precision == 'fp16' and half.half
+    assert half.session.get_inputs()[0].type == 'tensor(float)'
+    full = DenseOODPipeline.from_checkpoint(tiny_checkpoint_path, device='cpu')
+    for rgb in _frames(2, seed=3):
+        a, b = half.infer(rgb), full.infer(rgb)
+        np.testing.assert_allclose(a.score, b.score, atol=1e-2)
+        assert np.mean(a.labels == b.labels) > 0.99
