@@ -19,7 +19,7 @@ from dense_ood_ros.model_metadata import CheckpointError, metadata_problems
 from dense_ood_ros.pipeline_common import (check_rgb, network_size, PipelineSettings,
                                            resize_labels, resize_score, resolve_settings,
                                            STRIDE, UPSAMPLE_MODES)
-from dense_ood_ros.scores_numpy import anomaly_score, SCORES
+from dense_ood_ros.scores_numpy import anomaly_score, argmax_labels, SCORES
 
 METADATA_KEY = 'dense_ood_ros'
 METADATA_VERSION = 1
@@ -198,15 +198,14 @@ class OnnxPipeline(PipelineSettings):
         """Return (1, K, H, W) logits bilinearly upsampled to `shape` (upsample 'logits')."""
         if self.upsample != 'logits' or tuple(logits.shape[-2:]) == tuple(shape):
             return logits
-        hwk = np.ascontiguousarray(logits[0].transpose(1, 2, 0))
-        resized = cv2.resize(hwk, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        if resized.ndim == 2:  # OpenCV drops a single channel
-            resized = resized[:, :, None]
-        return resized.transpose(2, 0, 1)[None]
+        # Plane by plane: contiguous class planes keep every later step on contiguous memory.
+        return np.stack([cv2.resize(np.ascontiguousarray(plane), (shape[1], shape[0]),
+                                    interpolation=cv2.INTER_LINEAR)
+                         for plane in logits[0]])[None]
 
     @staticmethod
     def _labels(logits):
-        return logits.argmax(axis=1).astype(np.uint8)
+        return argmax_labels(logits)
 
     def _forward(self, frames, size, score_name, temperature):
         """Return [(score, labels)] per frame, both at that frame's own resolution."""

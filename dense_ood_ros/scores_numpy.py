@@ -12,34 +12,71 @@ SCORES = ('msp', 'entropy')
 DEFAULT_TEMPERATURES = {'msp': 10.0, 'entropy': 2.0}
 
 
-def _scaled(logits, temperature):
+def _check(logits, temperature):
     logits = np.asarray(logits)
     if logits.ndim != 4:
         raise ValueError(f'logits must be (N, C, H, W), got shape {logits.shape}')
     if not temperature > 0:
         raise ValueError(f'temperature must be positive, got {temperature}')
-    return logits.astype(np.float32, copy=False) / np.float32(temperature)
+    return logits
 
 
-def _log_softmax_parts(scaled):
-    """Return (max over classes, log of sum exp(l - max)) for a stable log-softmax."""
-    top = scaled.max(axis=1, keepdims=True)
-    return top, np.log(np.exp(scaled - top).sum(axis=1, keepdims=True))
+def _softmax_sums(logits, temperature, *, with_entropy):
+    """Return (S, E) per pixel: S = sum_c exp(z_c), E = sum_c exp(z_c) z_c (or None).
+
+    z_c = (l_c - max_c l_c) / T. Computed one class plane at a time: numpy reduces over a
+    short middle axis slowly (1.6 s for 19 classes at 1024x2048), elementwise work on
+    contiguous planes takes a tenth of that.
+    """
+    top = logits.max(axis=1) if logits.shape[1] < 2 else _plane_max(logits)
+    inverse = np.float32(1.0 / temperature)
+    total = np.zeros(top.shape, np.float32)
+    weighted = np.zeros(top.shape, np.float32) if with_entropy else None
+    z = np.empty(top.shape, np.float32)
+    for c in range(logits.shape[1]):
+        np.subtract(logits[:, c], top, out=z)
+        z *= inverse
+        e = np.exp(z)
+        total += e
+        if with_entropy:
+            e *= z
+            weighted += e
+    return total, weighted
+
+
+def _plane_max(logits):
+    top = np.array(logits[:, 0], dtype=np.float32)
+    for c in range(1, logits.shape[1]):
+        np.maximum(top, logits[:, c], out=top)
+    return top
+
+
+def argmax_labels(logits):
+    """Return the (N, H, W) uint8 class of the largest logit (the first of ties, as argmax)."""
+    logits = np.asarray(logits)
+    top = np.array(logits[:, 0], dtype=np.float32)
+    labels = np.zeros(top.shape, np.uint8)
+    for c in range(1, logits.shape[1]):
+        better = logits[:, c] > top
+        labels[better] = c
+        np.maximum(top, logits[:, c], out=top)
+    return labels
 
 
 def msp(logits, temperature=1.0):
     """Return 1 - max_c softmax(logits / T)_c as an (N, H, W) float32 array."""
-    _, log_sum = _log_softmax_parts(_scaled(logits, temperature))
-    # log max prob = max - logsumexp = -log_sum.
-    return (1.0 - np.exp(-log_sum[:, 0])).astype(np.float32)
+    logits = _check(logits, temperature)
+    total, _ = _softmax_sums(logits, temperature, with_entropy=False)
+    # max softmax = exp(0) / sum_c exp(z_c).
+    return (1.0 - 1.0 / total).astype(np.float32)
 
 
 def entropy(logits, temperature=1.0):
     """Return the Shannon entropy in nats of softmax(logits / T), shape (N, H, W)."""
-    scaled = _scaled(logits, temperature)
-    top, log_sum = _log_softmax_parts(scaled)
-    log_probs = scaled - top - log_sum
-    return (-(np.exp(log_probs) * log_probs).sum(axis=1)).astype(np.float32)
+    logits = _check(logits, temperature)
+    total, weighted = _softmax_sums(logits, temperature, with_entropy=True)
+    # H = -sum p_c log p_c with p_c = exp(z_c) / S: H = log S - (sum exp(z_c) z_c) / S.
+    return (np.log(total) - weighted / total).astype(np.float32)
 
 
 def anomaly_score(logits, *, score, temperature):

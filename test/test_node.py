@@ -155,6 +155,10 @@ def test_burst_into_a_slow_node_serves_the_newest_frames(client, tiny_checkpoint
     inference, processing = (float(values[f'{key}_ms_p50']) for key in ('inference',
                                                                         'processing'))
     assert 0 < inference <= processing
+    # Health: a period in which most frames were dropped is a warning that says so.
+    statuses = [s for a in client.messages('/diagnostics') for s in a.status]
+    assert any(s.level == DiagnosticStatus.WARN and 'frames in the last period' in s.message
+               for s in statuses), [s.message for s in statuses]
 
 
 def test_malformed_frames_are_rejected_and_good_frames_still_served(
@@ -372,7 +376,7 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_compatible_parameter_types_are_taken_and_wrong_ones_are_one_clear_error(
-        client, tiny_checkpoint_path):
+        client, tiny_checkpoint_path, tmp_path):
     # The shipped parameter file, then integers where doubles are declared: the node serves.
     client.record('/perception_node/anomaly_mask')
     publisher = client.publisher('/cam/image')
@@ -390,6 +394,13 @@ def test_compatible_parameter_types_are_taken_and_wrong_ones_are_one_clear_error
             assert node.wait(timeout=60.0) == 1, node.output
         assert f'parameter {name}=' in node.output and 'Traceback' not in node.output, \
             node.output
+    # The same from a params file.
+    wrong_file = tmp_path / 'wrong.yaml'
+    wrong_file.write_text('/**:\n  ros__parameters:\n    overlay_alpha: half\n')
+    with NodeProcess('--params-file', str(wrong_file),
+                     *node_args(tiny_checkpoint_path)) as node:
+        assert node.wait(timeout=60.0) == 1, node.output
+    assert "parameter overlay_alpha='half'" in node.output and 'Traceback' not in node.output
 
 
 def _newest_status(client, camera='camera'):

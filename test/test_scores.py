@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,17 @@ def test_bad_arguments_are_named():
         entropy(torch.zeros(2, 3), 1.0)
     with pytest.raises(ValueError, match='unknown score'):
         anomaly_score(torch.zeros(1, 2, 1, 1), score='energy', temperature=1.0)
+
+
+@pytest.mark.parametrize('name', ['msp', 'entropy'])
+def test_numpy_scores_and_labels_equal_the_torch_ones(name):
+    # The ONNX backend computes scores and labels plane by plane in numpy.
+    from dense_ood_ros import scores_numpy
+
+    logits = torch.randn(2, 19, 9, 11, generator=torch.Generator().manual_seed(0)) * 6
+    logits[0, 3, 0, 0] = logits[0, 5, 0, 0] = 50.0  # a tie: argmax takes the first
+    ours = scores_numpy.anomaly_score(logits.numpy(), score=name, temperature=2.0)
+    reference = anomaly_score(logits, score=name, temperature=2.0).numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    np.testing.assert_array_equal(scores_numpy.argmax_labels(logits.numpy()),
+                                  logits.argmax(dim=1).numpy())
