@@ -352,23 +352,14 @@ class PerceptionCore:
             return None
 
     def _on_set_parameters(self, parameters):
+        try:
+            values = _checked_values(parameters)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
         if self.pipeline is None:
-            # Not configured (a managed node): only check; configure reads them all.
-            return self._check_only(parameters)
-        updated = dict(self._params)
-        for parameter in parameters:
-            spec = node_params.PARAMETERS.get(parameter.name)
-            if spec is None:
-                continue
-            try:
-                value = node_params.coerce(parameter.name, parameter.value)
-            except ValueError as error:
-                return SetParametersResult(successful=False, reason=str(error))
-            reason = node_params.validate(parameter.name, value)
-            if reason:
-                return SetParametersResult(successful=False,
-                                           reason=f'{parameter.name}={value!r}: {reason}')
-            updated[parameter.name] = value
+            # Not configured (a managed node): checked; configure reads them all.
+            return SetParametersResult(successful=True)
+        updated = {**self._params, **values}
         try:
             score, temperature, threshold = resolve_settings(
                 self.checkpoint, score=updated['score'], temperature=updated['temperature'],
@@ -390,21 +381,6 @@ class PerceptionCore:
             for camera in self.cameras:
                 camera.persistence = self._new_persistence()
         self._params = updated
-        return SetParametersResult(successful=True)
-
-    @staticmethod
-    def _check_only(parameters):
-        for parameter in parameters:
-            if parameter.name not in node_params.PARAMETERS:
-                continue
-            try:
-                value = node_params.coerce(parameter.name, parameter.value)
-            except ValueError as error:
-                return SetParametersResult(successful=False, reason=str(error))
-            reason = node_params.validate(parameter.name, value)
-            if reason:
-                return SetParametersResult(successful=False,
-                                           reason=f'{parameter.name}={value!r}: {reason}')
         return SetParametersResult(successful=True)
 
     def _publish_labels(self):
@@ -630,6 +606,20 @@ class ManagedPerceptionNode(PerceptionCore, LifecycleNode):
         if self.pipeline is not None:
             self._cleanup()
         return TransitionCallbackReturn.SUCCESS
+
+
+def _checked_values(parameters):
+    """Return {name: coerced value} of our parameters; raise ValueError naming a bad one."""
+    values = {}
+    for parameter in parameters:
+        if parameter.name not in node_params.PARAMETERS:
+            continue  # rclpy's own (use_sim_time, qos_overrides...)
+        value = node_params.coerce(parameter.name, parameter.value)
+        reason = node_params.validate(parameter.name, value)
+        if reason:
+            raise ValueError(f'{parameter.name}={value!r}: {reason}')
+        values[parameter.name] = value
+    return values
 
 
 def _format(value):
