@@ -39,7 +39,8 @@ def measure(*, height, width, short_edge, repeats):
 
     def regions():
         found = find_regions(result.score, result.labels, threshold=threshold,
-                             drivable=drivable, min_area=REGION_DEFAULTS['min_area'])
+                             drivable=drivable, min_area=REGION_DEFAULTS['min_area'],
+                             min_road_share=REGION_DEFAULTS['min_road_share'])
         persistence.update(found)
         return found
 

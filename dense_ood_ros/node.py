@@ -437,7 +437,8 @@ class PerceptionCore:
         for (camera, msg, arrival_ns, rgb), result in zip(batch, results):
             if result.batch > 1:
                 camera.stats.count('batched')
-            if not np.isfinite(result.score).all():
+            # One float64 sum, no frame-sized boolean array: NaN or inf anywhere shows in it.
+            if not np.isfinite(result.score.sum(dtype=np.float64)):
                 camera.stats.count('non_finite')
             self._publish(camera, msg.header, rgb, result)
             now = self.get_clock().now()

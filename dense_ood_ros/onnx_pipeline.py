@@ -19,7 +19,7 @@ from dense_ood_ros.model_metadata import CheckpointError, metadata_problems
 from dense_ood_ros.pipeline_common import (check_rgb, network_size, PipelineSettings,
                                            resize_labels, resize_score, resolve_settings,
                                            STRIDE, UPSAMPLE_MODES)
-from dense_ood_ros.scores_numpy import anomaly_score, argmax_labels, SCORES
+from dense_ood_ros.scores_numpy import anomaly_score, argmax_labels
 
 METADATA_KEY = 'dense_ood_ros'
 METADATA_VERSION = 1
@@ -159,8 +159,6 @@ class OnnxPipeline(PipelineSettings):
         score, temperature, threshold = resolve_settings(
             self.info, score=score or '', temperature=temperature or 0.0,
             threshold=-1.0 if threshold is None else threshold)
-        if score not in SCORES:
-            raise ValueError(f'score {score!r}: expected one of {SCORES}')
         self._init_settings(score, temperature, threshold)
 
     def preprocess(self, frames, size):
@@ -207,15 +205,10 @@ class OnnxPipeline(PipelineSettings):
     def _labels(logits):
         return argmax_labels(logits)
 
-    def _forward(self, frames, size, score_name, temperature):
-        """Return [(score, labels)] per frame, both at that frame's own resolution."""
-        logits = self._logits(frames, size)
-        out = []
-        for row, rgb in enumerate(frames):
-            full = self._at_resolution(logits[row:row + 1], rgb.shape[:2])
-            score = anomaly_score(full, score=score_name, temperature=temperature)
-            out.append((score[0], self._labels(full)[0]))
-        return out
+    @staticmethod
+    def _score_map(logits, score_name, temperature):
+        """Return the (H, W) float32 score of (1, K, H, W) logits."""
+        return anomaly_score(logits, score=score_name, temperature=temperature)[0]
 
     def infer_scores(self, rgb, settings):
         """Run one frame once; return (labels, [score map per (score, temperature)])."""

@@ -110,14 +110,14 @@ class DenseOODPipeline(PipelineSettings):
 
     @torch.inference_mode()
     def _forward(self, frames, size, score_name, temperature):
-        """Return [(score, labels)] per frame, both at that frame's own resolution."""
-        logits = self._logits(frames, size)
-        out = []
-        for row, rgb in enumerate(frames):
-            full = self._at_resolution(logits[row:row + 1], rgb.shape[:2])
-            score = anomaly_score(full, score=score_name, temperature=temperature)
-            out.append((score[0].float().cpu().numpy(), self._labels(full)[0]))
-        return out
+        """Run the shared per-frame loop without autograd."""
+        return super()._forward(frames, size, score_name, temperature)
+
+    @staticmethod
+    def _score_map(logits, score_name, temperature):
+        """Return the (H, W) float32 numpy score of (1, K, H, W) logits."""
+        score = anomaly_score(logits, score=score_name, temperature=temperature)
+        return score[0].float().cpu().numpy()
 
     def _logits(self, frames, size):
         return self.model(self.preprocess(frames, size))[:, :, :size[0], :size[1]]

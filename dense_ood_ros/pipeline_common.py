@@ -53,8 +53,9 @@ class PipelineSettings:
 
     `score`, `temperature` and `threshold` may be changed between calls (the node exposes
     them as dynamic parameters); each assignment is validated. A backend sets `num_classes`
-    and `input_short_edge`, calls `_init_settings` and implements
-    ``_forward(frames, size, score, temperature) -> [(score map, labels)]``.
+    and `input_short_edge`, calls `_init_settings` and implements ``_logits(frames, size)``
+    (network resolution), ``_at_resolution(logits, shape)``, ``_labels(logits)`` and
+    ``_score_map(logits, score, temperature)`` (numpy out) in its own tensor library.
     """
 
     def _init_settings(self, score, temperature, threshold):
@@ -122,6 +123,15 @@ class PipelineSettings:
                                                            settings[2])
                 results[index].batch = len(indices)
         return results
+
+    def _forward(self, frames, size, score_name, temperature):
+        """Return [(score, labels)] per frame, numpy, at that frame's own resolution."""
+        logits = self._logits(frames, size)
+        out = []
+        for row, rgb in enumerate(frames):
+            full = self._at_resolution(logits[row:row + 1], rgb.shape[:2])
+            out.append((self._score_map(full, score_name, temperature), self._labels(full)[0]))
+        return out
 
     def _to_input_resolution(self, rgb, score, labels, threshold):
         height, width = rgb.shape[:2]
