@@ -160,25 +160,23 @@ def _training_batch(batch, crop, device):
 
 def training_rate(*, device, config_path=CONFIG, rounds=2, overrides=()):
     """Return the TrainingRate of train.joint's step, every outlier size `rounds` times."""
+    from train.build import (
+        build_amp, build_flow, build_optimizers, build_task, outlier_settings, set_determinism)
     from train.config import load_config
-    from train.joint import (
-        _amp_for, _set_determinism, build_flow_from_config, build_optimizers,
-        build_segmenter_from_config)
-    from train.outliers import OutlierSettings
     from train.step import Normalizer, step_randomness, train_step
 
     # Weights do not change the speed, and nothing needs downloading.
     config = load_config(config_path, overrides=['model.backbone_weights=null', *overrides])
-    _set_determinism(config, device)
+    set_determinism(config, device)
     torch.manual_seed(0)
-    segmenter = build_segmenter_from_config(config, len(CITYSCAPES_CLASSES))
+    segmenter = build_task(config).make_model(len(CITYSCAPES_CLASSES))
     segmenter = segmenter.to(device).train()
-    flow = build_flow_from_config(config).to(device).train()
+    flow = build_flow(config).to(device).train()
     optimizers, _ = build_optimizers(config, segmenter, flow, device=device)
-    amp = _amp_for(config, device)
+    amp = build_amp(config, device)
     batch, crop = config['optim']['batch_size'], config['data']['crop_size']
     images, labels = _training_batch(batch, crop, device)
-    drawn = OutlierSettings.from_config(config)
+    drawn = outlier_settings(config)
     normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device=device)
     # One settings object per size: step i pastes sizes[i % len(sizes)].
     per_size = [dataclasses.replace(drawn, sizes=(size,)) for size in drawn.sizes]

@@ -53,8 +53,8 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
     import torch
 
     from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
+    from train.build import build_flow, build_optimizers, build_task, outlier_settings
     from train.config import load_config
-    from train.joint import build_flow_from_config, build_optimizers, build_segmenter_from_config
     from train.outliers import OutlierSettings
     from train.paste import fit_size
     from train.step import Normalizer, step_randomness, train_step
@@ -68,10 +68,10 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
                           else 'cpu' if device_name == 'auto' else device_name)
     baseline_kb = _status_kb('VmRSS') if device.type == 'cpu' else 0
     torch.manual_seed(0)
-    segmenter = build_segmenter_from_config(config, 19).to(device).train()
-    flow = build_flow_from_config(config).to(device).train()
+    segmenter = build_task(config).make_model(19).to(device).train()
+    flow = build_flow(config).to(device).train()
     optimizers, _ = build_optimizers(config, segmenter, flow, device=device)
-    settings = OutlierSettings.from_config(config)
+    settings = outlier_settings(config)
     largest = fit_size(max(settings.sizes), crop, crop, divisor=flow.size_divisor)
     settings = OutlierSettings(mode='rnvp', sizes=(largest,), lam=settings.lam)
     normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device=device)

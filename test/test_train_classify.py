@@ -16,11 +16,11 @@ from cifar_fakes import single_thread, write_cifar, write_image_folder, write_sv
 from dense_ood_ros.checkpoint import build_flow_from_checkpoint, load_checkpoint
 from dense_ood_ros.models import RealNVP
 from train import evaluate as evaluate_cli
-from train.classify import ClassifyTrainer, epochs_to_iterations
+from train.build import build_task, build_trainer
+from train.classify import ClassifyTask, epochs_to_iterations
 from train.classify_step import classify_step, compute_classify_losses
 from train.config import ConfigError, load_config, resolve
 from train.data.cifar import MEAN, STD, Cifar10
-from train.joint import trainer_class
 from train.outliers import OutlierSettings
 from train.step import Normalizer, Optimizers, step_randomness
 from train.vgg import vgg13_bn
@@ -123,7 +123,7 @@ def test_one_step_changes_every_parameter_of_both_models():
         classifier, flow, images, labels,
         outliers=OutlierSettings(mode='rnvp', sizes=(32,), lam=1.0),
         randomness=step_randomness(0, 0), normalize=Normalizer(MEAN, STD),
-        optimizers=Optimizers(segmenter=torch.optim.Adam(classifier.parameters(), lr=1e-3),
+        optimizers=Optimizers(network=torch.optim.Adam(classifier.parameters(), lr=1e-3),
                               flow=torch.optim.Adam(flow.parameters(), lr=1e-3)))
     assert not result.skipped and result.size == 32
     assert result.ce > 0 and result.kl >= 0 and result.nll > 0
@@ -172,7 +172,7 @@ def test_the_shipped_config_follows_section_5_1():
     assert config['optim']['iterations'] == epochs_to_iterations(100) == 78100
     assert (config['flow']['num_scales'], config['flow']['mid_channels'],
             config['flow']['num_blocks']) == (2, 32, 3)
-    assert trainer_class(config) is ClassifyTrainer
+    assert isinstance(build_task(config), ClassifyTask)
 
 
 @pytest.mark.parametrize('override, key', [
@@ -210,17 +210,17 @@ def tiny_raw(root, iterations=4, **changes):
 
 
 def _states(trainer):
-    return {'classifier': trainer.classifier.state_dict(), 'flow': trainer.flow.state_dict()}
+    return {'classifier': trainer.network.state_dict(), 'flow': trainer.flow.state_dict()}
 
 
 @pytest.mark.slow
 def test_resume_continues_exactly(cifar_root, tmp_path):
     config = resolve(tiny_raw(cifar_root[0], 4, validation__dataset=None))
-    straight = ClassifyTrainer(config, out_dir=tmp_path / 'straight').run()
-    ClassifyTrainer(config, out_dir=tmp_path / 'resumed').run(stop_after=2)
+    straight = build_trainer(config, out_dir=tmp_path / 'straight').run()
+    build_trainer(config, out_dir=tmp_path / 'resumed').run(stop_after=2)
     torch.manual_seed(1234)
     np.random.seed(99)
-    resumed = ClassifyTrainer(config, out_dir=tmp_path / 'resumed')
+    resumed = build_trainer(config, out_dir=tmp_path / 'resumed')
     resumed.load_resume(tmp_path / 'resumed' / 'resume.pt')
     assert resumed.iteration == 2
     resumed.run()

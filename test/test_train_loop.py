@@ -19,9 +19,11 @@ import yaml
 from dense_ood_ros.checkpoint import build_flow_from_checkpoint, load_checkpoint
 from dense_ood_ros.pipeline import DenseOODPipeline
 from train import joint
-from train.config import resolve
+from train.build import build_trainer
+from train.config import ConfigError, resolve
+from train.dense_task import PROBE_COLUMNS
 from train.distributed import init_distributed, shutdown
-from train.joint import JointTrainer, TrainingError
+from train.trainer import TrainingError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -60,7 +62,7 @@ def tiny_config(iterations=6, **changes):
 
 
 def _states(trainer):
-    return {'segmenter': trainer.segmenter.state_dict(), 'flow': trainer.flow.state_dict()}
+    return {'segmenter': trainer.network.state_dict(), 'flow': trainer.flow.state_dict()}
 
 
 def _assert_same_states(first, second):
@@ -75,9 +77,9 @@ def _assert_same_states(first, second):
 def test_resume_continues_exactly(tmp_path):
     # Checkpointing on: recomputation must not disturb BN statistics or the random draws.
     config = tiny_config(6, model__checkpointing=True, flow__checkpointing=True)
-    straight = JointTrainer(config, out_dir=tmp_path / 'straight').run()
+    straight = build_trainer(config, out_dir=tmp_path / 'straight').run()
 
-    interrupted = JointTrainer(config, out_dir=tmp_path / 'resumed').run(stop_after=3)
+    interrupted = build_trainer(config, out_dir=tmp_path / 'resumed').run(stop_after=3)
     assert interrupted.iteration == 3
     assert not (tmp_path / 'resumed' / 'model.pt').exists()
     payload = torch.load(tmp_path / 'resumed' / 'resume.pt', weights_only=True)
@@ -86,7 +88,7 @@ def test_resume_continues_exactly(tmp_path):
     # A new process would start from scratch: scramble the global generators first.
     torch.manual_seed(1234)
     np.random.seed(99)
-    resumed = JointTrainer(config, out_dir=tmp_path / 'resumed')
+    resumed = build_trainer(config, out_dir=tmp_path / 'resumed')
     resumed.load_resume(tmp_path / 'resumed' / 'resume.pt')
     resumed.run()
     assert resumed.iteration == straight.iteration == 6
@@ -101,10 +103,10 @@ def test_resume_continues_exactly(tmp_path):
 @pytest.mark.parametrize('signal', ['pasted', 'full'])
 def test_probing_the_flow_every_step_leaves_the_trajectory_bit_identical(tmp_path, signal):
     # log.interval 1 probes every step; 1000 probes none of these 4.
-    probed = JointTrainer(tiny_config(4, log__interval=1, outliers__flow_signal=signal),
-                          out_dir=tmp_path / 'probed').run()
-    quiet = JointTrainer(tiny_config(4, log__interval=1000, outliers__flow_signal=signal),
-                         out_dir=tmp_path / 'quiet').run()
+    probed = build_trainer(tiny_config(4, log__interval=1, outliers__flow_signal=signal),
+                           out_dir=tmp_path / 'probed').run()
+    quiet = build_trainer(tiny_config(4, log__interval=1000, outliers__flow_signal=signal),
+                          out_dir=tmp_path / 'quiet').run()
     for model in ('segmenter', 'flow'):
         first, second = _states(probed)[model], _states(quiet)[model]
         assert all(torch.equal(first[key], second[key]) for key in first), model
@@ -112,14 +114,14 @@ def test_probing_the_flow_every_step_leaves_the_trajectory_bit_identical(tmp_pat
         rows = [row for row in csv.DictReader(stream) if row['grad_flow_kl']]
     assert len(rows) == 4
     for row in rows:
-        for column in joint.PROBE_COLUMNS:
+        for column in PROBE_COLUMNS:
             assert math.isfinite(float(row[column])) and float(row[column]) > 0, column
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
-    trainer = JointTrainer(tiny_config(2), out_dir=tmp_path).run(stop_after=1)
-    other = JointTrainer(tiny_config(2, outliers__mode='noise'), out_dir=tmp_path)
-    with pytest.raises(joint.ConfigError, match='outliers.mode'):
+    trainer = build_trainer(tiny_config(2), out_dir=tmp_path).run(stop_after=1)
+    other = build_trainer(tiny_config(2, outliers__mode='noise'), out_dir=tmp_path)
+    with pytest.raises(ConfigError, match='outliers.mode'):
         other.load_resume(tmp_path / 'resume.pt')
     assert trainer.iteration == 1
 
@@ -138,8 +140,8 @@ class _PoisonLogits:
 
 def test_nan_steps_are_skipped_counted_and_logged(tmp_path):
     config = tiny_config(5, validation__dataset=None)
-    trainer = JointTrainer(config, out_dir=tmp_path)
-    trainer.segmenter.logits.register_forward_hook(_PoisonLogits({2, 4}))
+    trainer = build_trainer(config, out_dir=tmp_path)
+    trainer.network.logits.register_forward_hook(_PoisonLogits({2, 4}))
     trainer.run()
     assert trainer.iteration == 5
     assert trainer.skipped_steps == 2 and trainer.consecutive_skips == 0
@@ -149,8 +151,8 @@ def test_nan_steps_are_skipped_counted_and_logged(tmp_path):
 
 def test_ten_nan_steps_in_a_row_stop_with_a_clear_message(tmp_path):
     config = tiny_config(30, validation__dataset=None)
-    trainer = JointTrainer(config, out_dir=tmp_path)
-    trainer.segmenter.logits.register_forward_hook(_PoisonLogits(None))
+    trainer = build_trainer(config, out_dir=tmp_path)
+    trainer.network.logits.register_forward_hook(_PoisonLogits(None))
     with pytest.raises(TrainingError, match='10 consecutive steps had NaN or infinite losses'):
         trainer.run()
     assert trainer.iteration == 10 and trainer.skipped_steps == 10
@@ -159,7 +161,7 @@ def test_ten_nan_steps_in_a_row_stop_with_a_clear_message(tmp_path):
 @pytest.mark.parametrize('mode', ['noise', 'none'])
 def test_baseline_modes_train_and_export_without_a_flow(tmp_path, mode):
     config = tiny_config(2, outliers__mode=mode, validation__dataset=None)
-    trainer = JointTrainer(config, out_dir=tmp_path).run()
+    trainer = build_trainer(config, out_dir=tmp_path).run()
     assert trainer.flow is None
     ckpt = load_checkpoint(tmp_path / 'model.pt')
     assert ckpt.flow_state_dict is None and ckpt.train['config']['outliers']['mode'] == mode
@@ -261,9 +263,9 @@ def _ddp_worker(rank, world_size, port, config, out_root, result_dir):
     torch.set_num_threads(1)
     env = init_distributed('cpu')
     try:
-        trainer = JointTrainer(config, out_dir=os.path.join(out_root, f'rank{rank}'), env=env)
+        trainer = build_trainer(config, out_dir=os.path.join(out_root, f'rank{rank}'), env=env)
         trainer.run()
-        torch.save({'segmenter': trainer.segmenter.state_dict(),
+        torch.save({'segmenter': trainer.network.state_dict(),
                     'flow': trainer.flow.state_dict(), 'iteration': trainer.iteration},
                    os.path.join(result_dir, f'rank{rank}.pt'))
     finally:
@@ -276,7 +278,7 @@ def test_two_process_ddp_on_gloo_keeps_ranks_identical_and_only_rank0_writes(tmp
     out_root, result_dir = tmp_path / 'out', tmp_path / 'results'
     result_dir.mkdir()
     torch.manual_seed(0)
-    initial = JointTrainer(config, out_dir=tmp_path / 'unused').segmenter.state_dict()
+    initial = build_trainer(config, out_dir=tmp_path / 'unused').network.state_dict()
     mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(out_root), str(result_dir)),
              nprocs=2, join=True)
     states = [torch.load(result_dir / f'rank{r}.pt', weights_only=True) for r in range(2)]
@@ -292,12 +294,12 @@ def test_two_process_ddp_on_gloo_keeps_ranks_identical_and_only_rank0_writes(tmp
 
 def test_fp16_overflow_steps_are_skipped_counted_and_logged(tmp_path, capsys):
     config = tiny_config(5, validation__dataset=None)
-    trainer = JointTrainer(config, out_dir=tmp_path)
+    trainer = build_trainer(config, out_dir=tmp_path)
     # build_optimizers makes a scaler only on CUDA; a CPU GradScaler drives the same path.
     trainer.optimizers.scaler = torch.amp.GradScaler('cpu', init_scale=1024.0,
                                                      growth_interval=1000)
     overflowing = {1, 3}  # 0-based iterations whose segmenter gradient turns infinite
-    next(trainer.segmenter.logits.parameters()).register_hook(
+    next(trainer.network.logits.parameters()).register_hook(
         lambda grad: grad + math.inf if trainer.iteration in overflowing else grad)
     trainer.run()
     assert trainer.iteration == 5
@@ -325,7 +327,7 @@ def test_report_memory_on_cuda_restarts_the_peak_after_the_warm_up_step(tmp_path
     from train.logging_utils import peak_memory_report
 
     config = tiny_config(3, device='cuda', validation__dataset=None)
-    trainer = JointTrainer(config, out_dir=tmp_path)
+    trainer = build_trainer(config, out_dir=tmp_path)
     trainer.report_memory = True
     trainer.run()
     assert trainer.peak_memory_since == 1

@@ -33,7 +33,7 @@ def _batch(seed=0):
 
 
 def _optimizers(segmenter, flow):
-    return Optimizers(segmenter=torch.optim.Adam(segmenter.parameters(), lr=1e-3),
+    return Optimizers(network=torch.optim.Adam(segmenter.parameters(), lr=1e-3),
                       flow=torch.optim.Adam(flow.parameters(), lr=1e-3) if flow else None)
 
 
@@ -120,7 +120,7 @@ def _step_gradients(signal, labels, *, lam=1.0, checkpointing=False):
                             outliers=_settings(lam=lam, signal=signal),
                             randomness=step_randomness(0, 0), normalize=_normalize())
     # lr 0: the optimizers step without moving anything, and leave the gradients to read.
-    optimizers = Optimizers(segmenter=torch.optim.SGD(segmenter.parameters(), lr=0.0),
+    optimizers = Optimizers(network=torch.optim.SGD(segmenter.parameters(), lr=0.0),
                             flow=torch.optim.SGD(flow.parameters(), lr=0.0))
     reference = _reference_flow_gradients(losses, flow, signal)
     apply_losses(losses, flow=flow, optimizers=optimizers)
@@ -234,7 +234,7 @@ def test_a_non_finite_loss_skips_the_step_and_clears_gradients():
     assert not _changed(flow_before, flow)
     assert all(p.grad is None for p in segmenter.parameters())
     assert all(p.grad is None for p in flow.parameters())
-    assert not optimizers.segmenter.state and not optimizers.flow.state
+    assert not optimizers.network.state and not optimizers.flow.state
 
 
 def test_the_step_randomness_is_a_function_of_seed_iteration_and_rank():
@@ -330,7 +330,7 @@ def test_an_overflow_in_either_model_steps_neither_and_lowers_the_scale(poisoned
     # The losses were finite: they are reported as such.
     assert math.isfinite(result.loss) and math.isfinite(result.nll)
     assert changed == {'segmenter': set(), 'flow': set()}
-    assert not optimizers.segmenter.state and not optimizers.flow.state
+    assert not optimizers.network.state and not optimizers.flow.state
     assert scaler.get_scale() == 512.0
     assert all(p.grad is None for opt in optimizers.all()
                for group in opt.param_groups for p in group['params'])

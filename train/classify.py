@@ -1,23 +1,18 @@
-"""task: classify: train.joint's loop for Algorithm 1 (VGG-13 + RealNVP on CIFAR-10).
+"""task: classify (Algorithm 1): VGG-13 + RealNVP on CIFAR-10, in train.trainer's loop.
 
-ClassifyTrainer is JointTrainer with the task hooks swapped: CIFAR-10 instead of
-segmentation datasets, VGG-13 instead of LDN-121, one Adam group at optim.lr_classifier,
-pad-and-crop augmentation, train.classify_step instead of train.step and test-split
-accuracy as validation. Checkpointing, resume, logging, the NaN guard, DDP and the outlier
-modes (rnvp / noise / none) are the dense task's.
+Checkpointing, resume, logging, the NaN guard, DDP and the outlier modes (rnvp / noise /
+none) are the dense task's; what differs is here: the model, its optimizer group, the
+pad-and-crop augmentation, the step (train.classify_step) and the validation.
 """
 
 import math
-import sys
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from train.classify_step import classify_step
 from train.data import cifar
 from train.evaluate_classify import predict
-from train.joint import JointTrainer
 from train.loader import TransformedSamples
 from train.vgg import vgg13_bn
 
@@ -61,66 +56,63 @@ class TransformedImages(TransformedSamples):
         return image, torch.tensor(label, dtype=torch.int64)
 
 
-class ClassifyTrainer(JointTrainer):
-    """Algorithm 1 in train.joint's loop; ``segmenter`` holds the classifier.
+class ClassifyTask:
+    """Algorithm 1's model factory, step and validation for train.trainer's loop.
 
-    The attribute keeps the dense name so that resume files and checkpoints have one layout
-    (the classifier's weights under 'segmenter' / 'state_dict', arch 'vgg13_bn').
+    VGG-13 instead of LDN-121, one Adam group at `lr`, whole-image outliers
+    (train.classify_step) and test-split accuracy as validation. The trainer's resume
+    files and checkpoints keep one layout for both tasks (the classifier's weights under
+    'segmenter' / 'state_dict', arch 'vgg13_bn').
     """
 
     mean, std = cifar.MEAN, cifar.STD
     scalar_columns = SCALAR_COLUMNS
+    probe_columns = ()
     lr_names = ('lr_classifier',)
     progress_lr = 'lr_classifier'
     sample_wrapper = TransformedImages
 
-    @property
-    def classifier(self):
-        """Return VGG-13, the same module as ``segmenter``."""
-        return self.segmenter
+    def __init__(self, *, lr):
+        self.lr = lr
 
-    def _build_datasets(self):
-        data, validation = self.config['data'], self.config['validation']
-        train_set = cifar.Cifar10(data['root'], data['split'])
-        val_set = None
-        if self.env.is_main and validation['dataset'] is not None:
-            val_set = cifar.Cifar10(validation['root'], validation['split'],
-                                    limit=validation['max_images'] or None)
-        return train_set, val_set
-
-    def _build_model(self, num_classes):
+    @staticmethod
+    def make_model(num_classes):
+        """Return a fresh CIFAR VGG-13 with batch norm."""
         return vgg13_bn(num_classes)
 
-    def _param_groups(self):
-        return [{'params': self.segmenter.parameters(),
-                 'lr': self.config['optim']['lr_classifier']}]
+    def param_groups(self, model):
+        """Return one Adam group with every parameter at the task's learning rate."""
+        return [{'params': model.parameters(), 'lr': self.lr}]
 
-    def _training_transform(self):
-        data = self.config['data']
-        return PadCropFlip(data['crop_size'], hflip=data['hflip'])
+    @staticmethod
+    def step(parts, images, labels, randomness, *, probe):
+        """Run one joint update of Algorithm 1 (no flow probes); return the StepResult."""
+        del probe  # the dense task's gradient probes have no counterpart here
+        return classify_step(parts.model, parts.flow, images, labels, outliers=parts.outliers,
+                             randomness=randomness, optimizers=parts.optimizers,
+                             normalize=parts.normalize, amp=parts.amp, sync=parts.sync)
 
-    def _step(self, images, labels, randomness):
-        return classify_step(self.model, self.flow, images, labels, outliers=self.outliers,
-                             randomness=randomness, optimizers=self.optimizers,
-                             normalize=self.normalize, amp=self.amp, sync=self.sync)
-
-    def _validation_metrics(self):
+    def validate(self, model, val_set, *, class_names, device):
+        """Return accuracy and mean max-softmax on the validation images."""
+        del class_names  # the labels are the class ids
         try:
-            msp, predicted = predict(self.segmenter, self.val_set.images, mean=self.mean,
-                                     std=self.std, device=self.device)
+            msp, predicted = predict(model, val_set.images, mean=self.mean, std=self.std,
+                                     device=device)
         finally:
-            self.segmenter.train()
-        return {'accuracy': float(np.mean(predicted == self.val_set.labels)),
-                'msp': float(np.mean(msp)), 'images': len(self.val_set)}
+            model.train()
+        return {'accuracy': float(np.mean(predicted == val_set.labels)),
+                'msp': float(np.mean(msp)), 'images': len(val_set)}
 
-    def _log_validation(self, logger, metrics):
-        if logger is None or metrics is None:
-            return
-        logger.log(self.iteration, {'val_accuracy': metrics['accuracy'],
-                                    'val_msp': metrics['msp']})
-        tqdm.write(f'iteration {self.iteration}: validation accuracy '
-                   f'{metrics["accuracy"]:.4f}, mean max-softmax {metrics["msp"]:.4f} '
-                   f'({metrics["images"]} images)', file=sys.stderr)
+    @staticmethod
+    def validation_row(metrics):
+        """Return the scalars.csv columns of validation metrics."""
+        return {'val_accuracy': metrics['accuracy'], 'val_msp': metrics['msp']}
+
+    @staticmethod
+    def validation_message(metrics):
+        """Return the line printed after a validation."""
+        return (f'validation accuracy {metrics["accuracy"]:.4f}, mean max-softmax '
+                f'{metrics["msp"]:.4f} ({metrics["images"]} images)')
 
 
 def epochs_to_iterations(epochs, *, num_images=50000, batch_size=64):

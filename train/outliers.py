@@ -4,8 +4,6 @@ import dataclasses
 
 import torch
 
-from train.config import outlier_sizes
-
 
 @dataclasses.dataclass(frozen=True)
 class OutlierSettings:
@@ -25,14 +23,6 @@ class OutlierSettings:
     noise_mean: float = 0.5
     noise_std: float = 0.25
     flow_signal: str = 'full'
-
-    @classmethod
-    def from_config(cls, config):
-        """Build the settings from a resolved training config."""
-        section = config['outliers']
-        return cls(mode=section['mode'], sizes=tuple(outlier_sizes(config)),
-                   lam=section['lambda'], noise_mean=section['noise_mean'],
-                   noise_std=section['noise_std'], flow_signal=section['flow_signal'])
 
     @property
     def pastes(self):

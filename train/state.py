@@ -103,32 +103,22 @@ def git_commit():
     return commit if result.returncode == 0 and commit else None
 
 
-def flow_config(config):
-    """Return RealNVP's constructor arguments stored with the exported flow."""
-    flow = config['flow']
-    return {'in_channels': 3, 'num_scales': flow['num_scales'],
-            'mid_channels': flow['mid_channels'], 'num_blocks': flow['num_blocks']}
+def export_checkpoint(path, spec, *, network, flow, class_names, palette,
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD, train=None):
+    """Write the network (and flow) in the node's format; return the Checkpoint.
 
-
-def export_checkpoint(path, *, config, segmenter, flow, class_names, palette, iteration,
-                      mean=IMAGENET_MEAN, std=IMAGENET_STD, command=None):
-    """Write the segmenter (and flow) in the node's format; return the Checkpoint.
-
-    `command` is the training command line, recorded beside the config and git commit so a
-    checkpoint says how to make it again.
+    `spec` is train.build's ExportSpec; `train` the run's provenance (config, iteration,
+    git commit and the training command line), so a checkpoint says how to make it again.
 
     The task 'classify' writes its classifier the same way (arch 'vgg13_bn', CIFAR-10's
     `mean` and `std`); the node refuses that architecture, train.evaluate reads it.
     """
     ckpt = Checkpoint(
-        arch=config['model']['arch'], num_classes=len(class_names),
-        state_dict=cpu_state_dict(segmenter), class_names=list(class_names),
-        palette=[list(c) for c in palette], mean=list(mean), std=list(std),
-        input_short_edge=config['data']['short_edge'], default_score='msp',
-        temperatures=dict(DEFAULT_TEMPERATURES), threshold=float(config['export']['threshold']),
+        arch=spec.arch, num_classes=len(class_names), state_dict=cpu_state_dict(network),
+        class_names=list(class_names), palette=[list(c) for c in palette], mean=list(mean),
+        std=list(std), input_short_edge=spec.input_short_edge, default_score='msp',
+        temperatures=dict(DEFAULT_TEMPERATURES), threshold=spec.threshold,
         flow_state_dict=cpu_state_dict(flow) if flow is not None else None,
-        flow_config=flow_config(config) if flow is not None else None,
-        train={'config': config, 'iteration': iteration, 'git_commit': git_commit(),
-               'command': command})
+        flow_config=dict(spec.flow_config) if flow is not None else None, train=train)
     save_checkpoint(path, ckpt)
     return ckpt

@@ -159,15 +159,18 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
 
 @dataclasses.dataclass
 class Optimizers:
-    """The segmenter's and the flow's optimizers and the (possibly disabled) AMP scaler."""
+    """The network's and the flow's optimizers and the (possibly disabled) AMP scaler.
 
-    segmenter: torch.optim.Optimizer
+    `network` optimizes the discriminative model of either task (LDN-121 or VGG-13).
+    """
+
+    network: torch.optim.Optimizer
     flow: torch.optim.Optimizer = None
     scaler: torch.amp.GradScaler = None
 
     def all(self):
         """Return the optimizers that exist."""
-        return [opt for opt in (self.segmenter, self.flow) if opt is not None]
+        return [opt for opt in (self.network, self.flow) if opt is not None]
 
     def zero_grad(self):
         """Drop every gradient (set to None, so a skipped step leaves nothing behind)."""
