@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data import synthetic
-from train.data.synthetic import (ANOMALY_KINDS, LF_DIRS, SyntheticStreetWorld, image_seed,
-                                  render_scene, write_lf_layout)
+from train.data.synthetic import (ANOMALY_KINDS, LF_DIRS, SyntheticStreetWorld, export,
+                                  image_seed, render_scene, write_lf_layout)
+from train.data.synthetic.__main__ import main
 
 H, W = 256, 512
 N = 20
@@ -223,7 +223,7 @@ def test_write_lf_layout_leaves_nothing_behind_on_failure(tmp_path, monkeypatch)
     def broken(path, array):
         raise OSError('disk full')
 
-    monkeypatch.setattr(synthetic, '_write_png', broken)
+    monkeypatch.setattr(export, '_write_png', broken)
     with pytest.raises(OSError, match='disk full'):
         write_lf_layout(tmp_path, num_images=1, height=48, width=64)
     assert list(tmp_path.iterdir()) == []
@@ -231,11 +231,11 @@ def test_write_lf_layout_leaves_nothing_behind_on_failure(tmp_path, monkeypatch)
 
 def test_cli_writes_the_layout(tmp_path, capsys):
     out = tmp_path / 'cli'
-    assert synthetic.main(['--out', str(out), '--num-images', '2', '--height', '48',
-                           '--width', '64', '--seed', '1']) == 0
+    assert main(['--out', str(out), '--num-images', '2', '--height', '48', '--width', '64',
+                 '--seed', '1']) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and '2 test scenes' in printed
     for folder in LF_DIRS:
         assert len(list((out / folder).iterdir())) == 2
     with pytest.raises(SystemExit):
-        synthetic.main(['--out', str(out), '--num-images', '0'])
+        main(['--out', str(out), '--num-images', '0'])
