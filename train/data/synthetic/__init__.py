@@ -2,7 +2,7 @@
 
 A scene is planned from its seed (``scene``: camera ``geometry``, ``look``, the ``backdrop``,
 ``street`` furniture, ``anomalies``), painted far to near on a ``canvas`` and finished like a
-photograph. ``dataset`` serves the splits, ``export`` writes one in the Fishyscapes
+photograph. ``dataset`` serves the splits as Samples, ``export`` writes one in the Fishyscapes
 Lost & Found layout, and ``python -m train.data.synthetic`` does that from the command line.
 """
 

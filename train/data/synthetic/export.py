@@ -35,11 +35,11 @@ def write_lf_layout(root, *, num_images, height=256, width=512, seed=0, split='t
             temp[name] = pathlib.Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=root))
             temp[name].chmod(0o755)
         for i in range(num_images):
-            scene = world[i]
+            sample = world[i]
             file = f'synthetic_{i:0{digits}d}.png'
-            _write_png(temp['images'] / file, cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
-            _write_png(temp['labels_masks'] / file, scene.ood)
-            _write_png(temp['semantic'] / file, scene.semantic)
+            _write_png(temp['images'] / file, cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
+            _write_png(temp['labels_masks'] / file, sample.ood)
+            _write_png(temp['semantic'] / file, sample.semantic)
         for name in LF_DIRS:
             replace_dir(temp[name], root / name)
     finally:
