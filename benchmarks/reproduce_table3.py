@@ -42,7 +42,7 @@ sys.path.insert(0, ROOT)
 from dense_ood_ros.checkpoint import load_checkpoint  # noqa: E402
 from dense_ood_ros.pipeline import DenseOODPipeline  # noqa: E402
 from train.config import load_config  # noqa: E402
-from train.data.world import SyntheticSamples  # noqa: E402
+from train.data.synthetic import SyntheticStreetWorld  # noqa: E402
 from train.evaluate import DATASETS, evaluate, write_json  # noqa: E402
 from train.state import MODEL_FILE, RESUME_FILE  # noqa: E402
 
@@ -207,8 +207,8 @@ def test_samples(args, config):
         reader, split = DATASETS[args.eval_dataset]
         return build_dataset(reader, args.eval_root, split)
     world = config['data']['synthetic']
-    return SyntheticSamples('test', num_images=args.test_images, height=world['height'],
-                            width=world['width'], seed=world['seed'], cache=False)
+    return SyntheticStreetWorld('test', num_images=args.test_images, height=world['height'],
+                                width=world['width'], seed=world['seed'])
 
 
 def evaluate_run(args):

@@ -50,13 +50,13 @@ def time_modes(*, height, width, short_edge, repeats):
 def metrics_effect(checkpoint, images):
     """Return {mode: (mIoU, AP)} of MSP T=10 on synthetic scenes at twice the input size."""
     from dense_ood_ros.checkpoint import load_checkpoint
-    from train.data.world import SyntheticSamples
+    from train.data.synthetic import SyntheticStreetWorld
     from train.evaluate import evaluate
 
     loaded = load_checkpoint(checkpoint)
     edge = loaded.input_short_edge
-    samples = SyntheticSamples('test', num_images=images, height=2 * edge, width=4 * edge,
-                               seed=1, cache=False)
+    samples = SyntheticStreetWorld('test', num_images=images, height=2 * edge, width=4 * edge,
+                                   seed=1)
     out = {}
     for mode in ('logits', 'scores'):
         pipeline = DenseOODPipeline.from_checkpoint(loaded, device='cpu', upsample=mode)

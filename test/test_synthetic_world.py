@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data import synthetic
-from train.data.synthetic import (ANOMALY_KINDS, LF_DIRS, SyntheticStreetWorld, image_seed,
-                                  render_scene, write_lf_layout)
+from train.data.synthetic import (ANOMALY_KINDS, LF_DIRS, SyntheticStreetWorld, export,
+                                  image_seed, render_scene, write_lf_layout)
+from train.data.synthetic.__main__ import main
 
 H, W = 256, 512
 N = 20
@@ -16,13 +16,13 @@ ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR = 0, 1, 2, 8, 10, 13
 @pytest.fixture(scope='module')
 def train_scenes():
     world = SyntheticStreetWorld('train', num_images=N, height=H, width=W, seed=3)
-    return [world[i] for i in range(N)]
+    return [world.scene(i) for i in range(N)]
 
 
 @pytest.fixture(scope='module')
 def test_scenes():
     world = SyntheticStreetWorld('test', num_images=N, height=H, width=W, seed=3)
-    return [world[i] for i in range(N)]
+    return [world.scene(i) for i in range(N)]
 
 
 def _assert_scenes_equal(a, b):
@@ -55,8 +55,8 @@ def test_split_seeds_never_coincide_and_index_the_dataset():
     assert image_seed(8, 'train', 0) != image_seed(7, 'train', 0)
     world = SyntheticStreetWorld('test', num_images=3, height=64, width=128, seed=7)
     assert world.seed_of(2) == seeds['test'][2] == world.seed_of(-1)
-    _assert_scenes_equal(world[1], render_scene(seeds['test'][1], height=64, width=128,
-                                                anomalies=True))
+    _assert_scenes_equal(world.scene(1), render_scene(seeds['test'][1], height=64, width=128,
+                                                      anomalies=True))
 
 
 def test_dataset_protocol():
@@ -200,10 +200,10 @@ def test_write_lf_layout_round_trips(tmp_path):
     names = [sorted(p.name for p in (root / d).iterdir()) for d in LF_DIRS]
     assert names[0] == names[1] == names[2] == [f'synthetic_{i:04d}.png' for i in range(3)]
     world = SyntheticStreetWorld('test', num_images=3, height=64, width=128, seed=4)
-    for name, scene in zip(names[0], world):
+    for name, sample in zip(names[0], world):
         image = cv2.imread(str(root / 'images' / name), cv2.IMREAD_COLOR)
-        np.testing.assert_array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), scene.image)
-        for folder, expected in (('labels_masks', scene.ood), ('semantic', scene.semantic)):
+        np.testing.assert_array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), sample.image)
+        for folder, expected in (('labels_masks', sample.ood), ('semantic', sample.semantic)):
             label = cv2.imread(str(root / folder / name), cv2.IMREAD_UNCHANGED)
             assert label.dtype == np.uint8 and label.ndim == 2
             np.testing.assert_array_equal(label, expected)
@@ -223,7 +223,7 @@ def test_write_lf_layout_leaves_nothing_behind_on_failure(tmp_path, monkeypatch)
     def broken(path, array):
         raise OSError('disk full')
 
-    monkeypatch.setattr(synthetic, '_write_png', broken)
+    monkeypatch.setattr(export, '_write_png', broken)
     with pytest.raises(OSError, match='disk full'):
         write_lf_layout(tmp_path, num_images=1, height=48, width=64)
     assert list(tmp_path.iterdir()) == []
@@ -231,11 +231,11 @@ def test_write_lf_layout_leaves_nothing_behind_on_failure(tmp_path, monkeypatch)
 
 def test_cli_writes_the_layout(tmp_path, capsys):
     out = tmp_path / 'cli'
-    assert synthetic.main(['--out', str(out), '--num-images', '2', '--height', '48',
-                           '--width', '64', '--seed', '1']) == 0
+    assert main(['--out', str(out), '--num-images', '2', '--height', '48', '--width', '64',
+                 '--seed', '1']) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and '2 test scenes' in printed
     for folder in LF_DIRS:
         assert len(list((out / folder).iterdir())) == 2
     with pytest.raises(SystemExit):
-        synthetic.main(['--out', str(out), '--num-images', '0'])
+        main(['--out', str(out), '--num-images', '0'])

@@ -6,8 +6,8 @@ import torch
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES
 from train.config import resolve
-from train.data.world import (
-    SyntheticSamples, label_space, training_dataset, validation_dataset)
+from train.data.synthetic import SyntheticStreetWorld
+from train.data.world import label_space, training_dataset, validation_dataset
 from train.loader import ResumableBatchSampler, TransformedSamples, to_device
 from train.transforms import (
     RandomCrop, RandomHorizontalFlip, ResizeShortEdge, training_transform)
@@ -115,20 +115,22 @@ def test_too_few_images_for_one_batch_is_an_error():
         ResumableBatchSampler(3, batch_size=2, seed=0, start=0, end=1, world_size=2)
 
 
-def test_synthetic_samples_adapt_scenes_and_cache():
-    samples = SyntheticSamples('test', num_images=2, height=32, width=48, seed=1)
+def test_synthetic_world_gives_its_scenes_as_samples_and_caches_them():
+    samples = SyntheticStreetWorld('test', num_images=2, height=32, width=48, seed=1, cache=True)
     sample = samples[1]
     assert sample.name == 'synthetic_test_00001'
     assert sample.image.shape == (32, 48, 3) and sample.image.dtype == np.uint8
-    assert sample.semantic.shape == (32, 48) and sample.ood.shape == (32, 48)
-    assert samples[1] is sample
+    scene = samples.scene(1)
+    for field in ('image', 'semantic', 'ood'):
+        np.testing.assert_array_equal(getattr(sample, field), getattr(scene, field))
+    assert samples[1] is sample and samples[-1] is sample
     assert label_space(samples) == (list(CITYSCAPES_CLASSES),
-                                    [list(c) for c in SyntheticSamples.palette])
+                                    [list(c) for c in SyntheticStreetWorld.palette])
 
 
 def test_transformed_samples_give_uint8_images_and_labels():
     dataset = TransformedSamples(
-        SyntheticSamples('train', num_images=1, height=32, width=64, seed=0),
+        SyntheticStreetWorld('train', num_images=1, height=32, width=64, seed=0),
         training_transform(short_edge=32, crop_size=32, hflip=True))
     image, label = dataset[(0, (0, 4, 0, 0, 0))]
     assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
