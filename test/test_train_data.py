@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from dense_ood_ros.labels import CITYSCAPES_CLASSES
+from train.build import training_dataset, validation_dataset
 from train.config import resolve
+from train.data.label_space import label_space
 from train.data.synthetic import SyntheticStreetWorld
-from train.data.world import label_space, training_dataset, validation_dataset
 from train.loader import ResumableBatchSampler, TransformedSamples, to_device
 from train.transforms import (
     RandomCrop, RandomHorizontalFlip, ResizeShortEdge, training_transform)

@@ -16,7 +16,9 @@ from dense_ood_ros.models import RealNVP
 from train.classify import ClassifyTask, PadCropFlip
 from train.config import DEFAULTS, ConfigError, config_differences, merge, outlier_sizes
 from train.data import cifar
-from train.data.world import label_space, training_dataset, validation_dataset
+from train.data.label_space import label_space
+from train.data.registry import build_dataset
+from train.data.synthetic import SyntheticStreetWorld
 from train.dense_task import DenseTask
 from train.distributed import DistEnv, init_distributed, select_device
 from train.outliers import OutlierSettings
@@ -185,6 +187,36 @@ def build_datasets(config, *, is_main=True):
                                     limit=validation['max_images'] or None)
         return train_set, val_set
     return training_dataset(config), validation_dataset(config) if is_main else None
+
+
+def _dataset(section, *, limit=None):
+    """Return the dataset a config section ('data' or 'validation') names.
+
+    The synthetic world has no root on disk: it is rendered, and its Samples are cached so
+    that training and validation see the same small world every epoch.
+    """
+    name = section['dataset']
+    if name == 'synthetic':
+        world = section['synthetic']
+        num_images = min(world['num_images'], limit or world['num_images'])
+        return SyntheticStreetWorld(section['split'], num_images=num_images,
+                                    height=world['height'], width=world['width'],
+                                    seed=world['seed'], cache=True)
+    kwargs = {'limit': limit} if limit else {}
+    return build_dataset(name, section['root'], section['split'], **kwargs)
+
+
+def training_dataset(config):
+    """Return the training dataset of a resolved dense config."""
+    return _dataset(config['data'])
+
+
+def validation_dataset(config):
+    """Return the validation dataset of a resolved dense config, or None when it names none."""
+    section = config['validation']
+    if section['dataset'] is None:
+        return None
+    return _dataset(section, limit=section['max_images'] or None)
 
 
 def build_transform(config):

@@ -42,17 +42,6 @@ class SyntheticStreetWorld:
         self.height, self.width, self.seed = int(height), int(width), int(seed)
         self._cache = {} if cache else None
 
-    @classmethod
-    def from_config(cls, section, *, limit=None):
-        """Build from a config section ('data' or 'validation'), at most `limit` images.
-
-        The Samples are cached: training and validation see the same small world every epoch.
-        """
-        world = section['synthetic']
-        num_images = min(world['num_images'], limit or world['num_images'])
-        return cls(section['split'], num_images=num_images, height=world['height'],
-                   width=world['width'], seed=world['seed'], cache=True)
-
     def __len__(self):
         return self.num_images
 
