@@ -5,7 +5,7 @@ OpenCV and ONNX Runtime alone (Jetson-style deployments have no usable PyTorch).
 """
 
 from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS, is_onnx
-from dense_ood_ros.pipeline_common import PIPELINE_PARAMETER_DEFAULTS
+from dense_ood_ros.pipeline_common import pipeline_values
 
 CPU_PROVIDERS = ('CPUExecutionProvider',)
 
@@ -24,8 +24,7 @@ def load_pipeline(path, params, *, providers=DEFAULT_PROVIDERS):
     temperatures, threshold. Unset parameters (0, '' or a negative threshold) take the
     model's values. Raises CheckpointError (a ValueError) naming the file when it is wrong.
     """
-    values = {**PIPELINE_PARAMETER_DEFAULTS,
-              **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
+    values = pipeline_values(params)
     if is_onnx(path):
         from dense_ood_ros.onnx_pipeline import OnnxPipeline
 
@@ -34,13 +33,12 @@ def load_pipeline(path, params, *, providers=DEFAULT_PROVIDERS):
                              'precision it was exported in')
         pipeline = OnnxPipeline(
             path, providers=onnx_providers(values['device'], providers),
-            input_short_edge=int(values['input_short_edge']) or None,
-            score=values['score'] or None, temperature=float(values['temperature']) or None,
-            threshold=float(values['threshold']) if values['threshold'] >= 0 else None,
+            input_short_edge=values['input_short_edge'], score=values['score'],
+            temperature=values['temperature'], threshold=values['threshold'],
             upsample=values['upsample'])
         return pipeline.info, pipeline
     from dense_ood_ros.checkpoint import load_checkpoint
     from dense_ood_ros.pipeline import pipeline_from_params
 
     checkpoint = load_checkpoint(path)
-    return checkpoint, pipeline_from_params(checkpoint, values, path=path)
+    return checkpoint, pipeline_from_params(checkpoint, params, path=path)

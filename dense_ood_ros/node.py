@@ -40,7 +40,7 @@ from dense_ood_ros.frame_stats import FrameStats
 from dense_ood_ros.health import assess, HealthLimits
 from dense_ood_ros.image_codec import ImageDecodeError, array_to_image, image_to_rgb
 from dense_ood_ros.label_metadata import label_metadata, to_json
-from dense_ood_ros.pipeline_common import resolve_settings
+from dense_ood_ros.pipeline_common import pipeline_values, resolve_settings
 from dense_ood_ros.regions import (DEFAULT_DRIVABLE_CLASSES, default_drivable_ids,
                                    drivable_ids, find_regions, RegionPersistence)
 from dense_ood_ros.visualize import colorize, overlay, palette_lut
@@ -360,10 +360,11 @@ class PerceptionCore:
             # Not configured (a managed node): checked; configure reads them all.
             return SetParametersResult(successful=True)
         updated = {**self._params, **values}
+        unset_as_none = pipeline_values(updated)
         try:
             score, temperature, threshold = resolve_settings(
-                self.checkpoint, score=updated['score'], temperature=updated['temperature'],
-                threshold=updated['threshold'])
+                self.checkpoint, score=unset_as_none['score'],
+                temperature=unset_as_none['temperature'], threshold=unset_as_none['threshold'])
             regions = RegionSettings.from_params(updated, self.checkpoint.class_names)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))

@@ -157,8 +157,7 @@ class OnnxPipeline(PipelineSettings):
         # Padding with the mean colour is zero after the graph's normalisation, as in torch.
         self._fill = np.asarray(self.info.mean, np.float32) * 255.0
         score, temperature, threshold = resolve_settings(
-            self.info, score=score or '', temperature=temperature or 0.0,
-            threshold=-1.0 if threshold is None else threshold)
+            self.info, score=score, temperature=temperature, threshold=threshold)
         self._init_settings(score, temperature, threshold)
 
     def preprocess(self, frames, size):

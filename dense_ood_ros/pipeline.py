@@ -9,9 +9,9 @@ from dense_ood_ros.checkpoint import (
     Checkpoint, build_model_from_checkpoint, load_checkpoint)
 # Re-exported: callers have always found these here.
 from dense_ood_ros.pipeline_common import (  # noqa: F401
-    check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, PipelineResult, PipelineSettings,
-    resize_labels, resize_score, resolve_settings, STRIDE, UPSAMPLE_MODES)
-from dense_ood_ros.scores import SCORES, anomaly_score
+    check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, pipeline_values, PipelineResult,
+    PipelineSettings, resize_labels, resize_score, resolve_settings, STRIDE, UPSAMPLE_MODES)
+from dense_ood_ros.scores import SCORES, anomaly_score  # noqa: F401
 
 
 def resolve_device(device):
@@ -81,17 +81,14 @@ class DenseOODPipeline(PipelineSettings):
         """
         if not isinstance(checkpoint, Checkpoint):
             path, checkpoint = checkpoint, load_checkpoint(checkpoint)
+        score, temperature, threshold = resolve_settings(
+            checkpoint, score=score, temperature=temperature, threshold=threshold)
         model = build_model_from_checkpoint(checkpoint, path)
-        score = score or checkpoint.default_score
-        if score not in SCORES:
-            raise ValueError(f'score {score!r}: expected one of {SCORES}')
         return cls(
             model, class_names=checkpoint.class_names, palette=checkpoint.palette,
             mean=checkpoint.mean, std=checkpoint.std, device=device, half=half,
             input_short_edge=input_short_edge or checkpoint.input_short_edge, score=score,
-            temperature=temperature or checkpoint.temperatures[score],
-            threshold=checkpoint.threshold if threshold is None else threshold,
-            upsample=upsample)
+            temperature=temperature, threshold=threshold, upsample=upsample)
 
     def preprocess(self, frames, size):
         """Resize, normalise and pad frames into one (N, 3, H', W') network input tensor."""
@@ -161,12 +158,9 @@ def pipeline_from_params(checkpoint, params, *, path='<memory>'):
     """
     if not isinstance(checkpoint, Checkpoint):
         path, checkpoint = checkpoint, load_checkpoint(checkpoint)
-    values = {**PIPELINE_PARAMETER_DEFAULTS,
-              **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
-    score, temperature, threshold = resolve_settings(
-        checkpoint, score=values['score'], temperature=values['temperature'],
-        threshold=values['threshold'])
+    values = pipeline_values(params)
     return DenseOODPipeline.from_checkpoint(
         checkpoint, device=values['device'], half=bool(values['half']),
-        input_short_edge=int(values['input_short_edge']) or None, score=score,
-        temperature=temperature, threshold=threshold, path=path, upsample=values['upsample'])
+        input_short_edge=values['input_short_edge'], score=values['score'],
+        temperature=values['temperature'], threshold=values['threshold'], path=path,
+        upsample=values['upsample'])

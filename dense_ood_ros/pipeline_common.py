@@ -158,18 +158,39 @@ def resize_labels(labels, height, width):
 
 
 # Parameter names shared by config/perception.yaml, the node and the command-line tools.
-# Zero, an empty string or a negative threshold mean: take the checkpoint's value.
+# Zero, an empty string or a negative threshold mean: take the checkpoint's value
+# (pipeline_values turns them into None).
 PIPELINE_PARAMETER_DEFAULTS = {
     'device': 'auto', 'half': False, 'input_short_edge': 0, 'score': '',
     'temperature': 0.0, 'threshold': -1.0, 'upsample': 'logits',
 }
 
 
-def resolve_settings(checkpoint, *, score='', temperature=0.0, threshold=-1.0):
-    """Return (score, temperature, threshold) with unset values taken from the checkpoint."""
-    score = score or checkpoint.default_score
+def pipeline_values(params):
+    """Return the pipeline entries of ROS-style `params`, with unset values as None.
+
+    ROS parameters are typed and cannot be None, so config/perception.yaml and the node
+    spell "take the checkpoint's value" as 0, '' or a negative threshold. This is the one
+    place that turns those into None, the convention of every layer below it.
+    """
+    values = {**PIPELINE_PARAMETER_DEFAULTS,
+              **{k: v for k, v in params.items() if k in PIPELINE_PARAMETER_DEFAULTS}}
+    # None passes through: values that went through here once stay as they are.
+    edge, temperature, threshold = (values[k] for k in ('input_short_edge', 'temperature',
+                                                        'threshold'))
+    values['input_short_edge'] = int(edge) or None if edge is not None else None
+    values['score'] = values['score'] or None
+    values['temperature'] = float(temperature) or None if temperature is not None else None
+    values['threshold'] = (float(threshold) if threshold is not None and threshold >= 0
+                           else None)
+    return values
+
+
+def resolve_settings(checkpoint, *, score=None, temperature=None, threshold=None):
+    """Return (score, temperature, threshold) with None taken from the checkpoint."""
+    score = checkpoint.default_score if score is None else score
     if score not in SCORES:
         raise ValueError(f'score {score!r}: expected one of {SCORES}')
-    temperature = float(temperature) or checkpoint.temperatures[score]
-    threshold = float(threshold) if threshold >= 0 else checkpoint.threshold
+    temperature = checkpoint.temperatures[score] if temperature is None else float(temperature)
+    threshold = checkpoint.threshold if threshold is None else float(threshold)
     return score, temperature, threshold
