@@ -52,6 +52,7 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
     """Return (peak MB of the measured step, device string) for one variant."""
     import torch
 
+    from dense_ood_ros.devices import resolve_device
     from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
     from train.build import build_flow, build_optimizers, build_task, outlier_settings
     from train.config import load_config
@@ -64,8 +65,7 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
         f'model.checkpointing={flag}', f'flow.checkpointing={flag}', 'outliers.mode=rnvp',
         'model.backbone_weights=null',  # weights do not change memory; nothing to download
         f'optim.batch_size={batch}', f'data.crop_size={crop}', f'device={device_name}'])
-    device = torch.device('cuda' if device_name == 'auto' and torch.cuda.is_available()
-                          else 'cpu' if device_name == 'auto' else device_name)
+    device = resolve_device(device_name)
     baseline_kb = _status_kb('VmRSS') if device.type == 'cpu' else 0
     torch.manual_seed(0)
     segmenter = build_task(config).make_model(19).to(device).train()

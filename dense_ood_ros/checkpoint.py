@@ -109,6 +109,20 @@ def load_checkpoint(path, *, expected_arch=None, expected_num_classes=None):
     return ckpt
 
 
+def load_weights_strictly(module, state_dict, path, what):
+    """Load every tensor of `state_dict` into `module`, or raise CheckpointError naming `path`.
+
+    `what` says what did not fit; the first lines of torch's report (missing, unexpected
+    and mismatched keys) follow it.
+    """
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        first_lines = ' '.join(str(error).split('\n')[:3])
+        raise CheckpointError(path, f'{what}: {first_lines}') from None
+    return module
+
+
 def build_model_from_checkpoint(ckpt, path='<memory>'):
     """Instantiate the segmenter a checkpoint describes and load its weights (strictly)."""
     from dense_ood_ros.models import build_segmenter
@@ -117,15 +131,10 @@ def build_model_from_checkpoint(ckpt, path='<memory>'):
         model = build_segmenter(ckpt.arch, ckpt.num_classes)
     except ValueError as error:
         raise CheckpointError(path, str(error)) from None
-    try:
-        model.load_state_dict(ckpt.state_dict, strict=True)
-    except RuntimeError as error:
-        # Shape mismatches here usually mean a class count or architecture change.
-        first_lines = ' '.join(str(error).split('\n')[:3])
-        raise CheckpointError(
-            path, f'weights do not fit {ckpt.arch} with {ckpt.num_classes} classes: '
-            f'{first_lines}') from None
-    return model
+    # Shape mismatches here usually mean a class count or architecture change.
+    return load_weights_strictly(model, ckpt.state_dict, path,
+                                 f'weights do not fit {ckpt.arch} with {ckpt.num_classes} '
+                                 'classes')
 
 
 def build_flow_from_checkpoint(ckpt, path='<memory>'):
@@ -134,10 +143,5 @@ def build_flow_from_checkpoint(ckpt, path='<memory>'):
 
     if ckpt.flow_state_dict is None:
         raise CheckpointError(path, 'holds no RealNVP flow weights')
-    flow = RealNVP(**ckpt.flow_config)
-    try:
-        flow.load_state_dict(ckpt.flow_state_dict, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(path, f'flow weights do not fit {ckpt.flow_config}: '
-                              f'{str(error).splitlines()[0]}') from None
-    return flow
+    return load_weights_strictly(RealNVP(**ckpt.flow_config), ckpt.flow_state_dict, path,
+                                 f'flow weights do not fit {ckpt.flow_config}')

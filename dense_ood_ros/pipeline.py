@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dense_ood_ros.devices import resolve_device  # noqa: F401 (callers import it here)
 from dense_ood_ros.checkpoint import (
     Checkpoint, build_model_from_checkpoint, load_checkpoint)
 # Re-exported: callers have always found these here.
@@ -12,25 +13,6 @@ from dense_ood_ros.pipeline_common import (  # noqa: F401
     check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, pipeline_values, PipelineResult,
     PipelineSettings, resize_labels, resize_score, resolve_settings, STRIDE, UPSAMPLE_MODES)
 from dense_ood_ros.scores import SCORES, anomaly_score  # noqa: F401
-
-
-def resolve_device(device):
-    """Map 'auto', 'cpu', 'cuda' or 'cuda:N' to a torch.device, checking CUDA is there."""
-    if device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if resolved.type not in ('cpu', 'cuda'):
-        raise ValueError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if resolved.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f'device {device!r} requested but CUDA is not available')
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f'device {device!r}: only {torch.cuda.device_count()} '
-                             'CUDA device(s) present')
-    return resolved
 
 
 class DenseOODPipeline(PipelineSettings):

@@ -2,10 +2,13 @@
 
 import dataclasses
 import os
+import sys
 import warnings
 
 import torch
 import torch.distributed as dist
+
+from dense_ood_ros.devices import check_gpu, cuda_device_count, resolve_device
 
 
 @dataclasses.dataclass
@@ -38,22 +41,18 @@ def choose_device(requested, *, local_rank=0, world_size=1, cuda_count=0):
     same GPU, which NCCL refuses; a warning says so when N is not LOCAL_RANK. A single
     process uses GPU N as asked. Raises ValueError for a GPU this process does not have.
     """
-    if requested == 'auto':
-        if cuda_count == 0:
-            return torch.device('cpu'), ['CUDA is not available: training on the CPU (slow; '
-                                         'fine for the demo config and tests)']
-        requested = 'cuda'
-    device = torch.device(requested)
+    if requested == 'auto' and cuda_count == 0:
+        return torch.device('cpu'), ['CUDA is not available: training on the CPU (slow; '
+                                     'fine for the demo config and tests)']
+    # Under torchrun the index is overridden below, so only the form and CUDA are checked.
+    seen = cuda_count if world_size == 1 or not cuda_count else sys.maxsize
+    device = resolve_device('cuda' if requested == 'auto' else requested, cuda_count=seen)
     if device.type != 'cuda':
         return device, []
-    if cuda_count == 0:
-        raise ValueError(f'device {requested!r} requested but CUDA is not available')
     if world_size == 1:
-        index = 0 if device.index is None else device.index
-        _check_gpu(index, cuda_count, f'device {requested!r}')
-        return torch.device('cuda', index), []
-    _check_gpu(local_rank, cuda_count,
-               f'LOCAL_RANK {local_rank} (torchrun puts each process on GPU LOCAL_RANK)')
+        return torch.device('cuda', device.index or 0), []
+    check_gpu(local_rank, cuda_count,
+              f'LOCAL_RANK {local_rank} (torchrun puts each process on GPU LOCAL_RANK)')
     warned = []
     if device.index is not None and device.index != local_rank:
         warned.append(f'device {requested!r} ignored under torchrun: process {local_rank} '
@@ -61,17 +60,10 @@ def choose_device(requested, *, local_rank=0, world_size=1, cuda_count=0):
     return torch.device('cuda', local_rank), warned
 
 
-def _check_gpu(index, cuda_count, what):
-    if index >= cuda_count:
-        raise ValueError(f'{what} needs GPU {index} but this process sees {cuda_count} '
-                         '(check CUDA_VISIBLE_DEVICES and --nproc_per_node)')
-
-
 def select_device(requested, *, local_rank=0, world_size=1):
     """Return this process's device for the config's device (choose_device), warning as it says."""
-    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device, warned = choose_device(requested, local_rank=local_rank, world_size=world_size,
-                                   cuda_count=cuda_count)
+                                   cuda_count=cuda_device_count())
     for message in warned:
         warnings.warn(message, stacklevel=2)
     return device
