@@ -29,21 +29,10 @@ from dense_ood_ros.node_params import REGION_DEFAULTS
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.regions import default_drivable_ids, drivable_ids, find_regions
 from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
+from train.data.registry import build_dataset, known_names, lookup
 
 # The rows of the paper's tables: each score at T = 1 and at its recommended temperature.
 TABLE_TEMPERATURES = {score: (1.0, t) for score, t in DEFAULT_TEMPERATURES.items()}
-
-# name -> (reader in train.data.registry, split); StreetHazards is scored per image.
-DATASETS = {
-    'fishyscapes_lf': ('fishyscapes_lf', 'test'),
-    'lostandfound': ('lostandfound', 'test'),
-    'streethazards': ('streethazards', 'test'),
-    'vistas_np': ('vistas_np', 'test'),
-    'cityscapes': ('cityscapes', 'val'),
-    # The synthetic world written by `python -m train.data.synthetic`: the L&F layout.
-    'synthetic': ('fishyscapes_lf', 'test'),
-}
-PER_IMAGE_DATASETS = ('streethazards',)
 TASKS = ('dense', 'classify')
 
 
@@ -211,7 +200,7 @@ def parse_args(argv):
                         help='classify: Table 1 for a CIFAR-10 classifier (see --task '
                              'classify --help)')
     parser.add_argument('--checkpoint', required=True)
-    parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
+    parser.add_argument('--dataset', required=True, choices=sorted(known_names()))
     parser.add_argument('--root', required=True, help='dataset root directory')
     parser.add_argument('--score', default='both', choices=SCORES + ('both',))
     parser.add_argument('--temperature', type=float, nargs='+',
@@ -245,8 +234,6 @@ def parse_args(argv):
 
 def main(argv=None):
     """Entry point of `python -m train.evaluate`."""
-    from train.data.registry import build_dataset
-
     argv = sys.argv[1:] if argv is None else argv
     task_parser = argparse.ArgumentParser(add_help=False)
     task_parser.add_argument('--task', choices=TASKS, default='dense')
@@ -261,8 +248,7 @@ def main(argv=None):
         settings = settings_from_args(scores, args.temperature)
         checkpoint = load_checkpoint(args.checkpoint)
         pipeline = DenseOODPipeline.from_checkpoint(checkpoint, device=args.device)
-        reader, split = DATASETS[args.dataset]
-        samples = build_dataset(reader, args.root, split, limit=args.limit)
+        samples = build_dataset(args.dataset, args.root, limit=args.limit)
         drivable = (default_drivable_ids(pipeline.class_names) if args.drivable_classes is None
                     else drivable_ids(pipeline.class_names, args.drivable_classes))
         components = ComponentSettings(drivable=drivable,
@@ -273,7 +259,7 @@ def main(argv=None):
         return 2
     try:
         evaluation = evaluate(pipeline, samples, settings,
-                              per_image=args.dataset in PER_IMAGE_DATASETS,
+                              per_image=lookup(args.dataset).per_image,
                               components=components)
     except (FileNotFoundError, ValueError) as error:
         print(f'train.evaluate: {error}', file=sys.stderr)
