@@ -105,13 +105,13 @@ class ClassifyTrainer(JointTrainer):
                              normalize=self.normalize, amp=self.amp, sync=self.sync)
 
     def _validation_metrics(self):
-        try:
-            msp, predicted = predict(self.segmenter, self.val_set.images, mean=self.mean,
-                                     std=self.std, device=self.device)
-        finally:
-            self.segmenter.train()
-        return {'accuracy': float(np.mean(predicted == self.val_set.labels)),
-                'msp': float(np.mean(msp)), 'images': len(self.val_set)}
+        from dense_ood_ros.evaluation import ClassifyEvaluator
+
+        evaluator = ClassifyEvaluator()
+        # predict() runs the classifier in eval mode and gives it back its training mode.
+        evaluator.process(*predict(self.segmenter, self.val_set.images, mean=self.mean,
+                                   std=self.std, device=self.device), self.val_set.labels)
+        return evaluator.evaluate()
 
     def _log_validation(self, logger, metrics):
         if logger is None or metrics is None:

@@ -256,12 +256,10 @@ class JointTrainer:
         pipeline = DenseOODPipeline(self.segmenter, class_names=self.class_names, mean=self.mean,
                                     std=self.std,
                                     input_short_edge=self.config['data']['short_edge'],
-                                    device=str(self.device))
-        try:
-            evaluation = evaluate(pipeline, self.val_set, [('msp', DEFAULT_TEMPERATURES['msp'])],
-                                  progress=False)
-        finally:
-            self.segmenter.train()
+                                    device=str(self.device), keep_mode=True)
+        # Its run_evaluation puts the segmenter in eval mode and back into training after.
+        evaluation = evaluate(pipeline, self.val_set, [('msp', DEFAULT_TEMPERATURES['msp'])],
+                              progress=False)
         (row,) = evaluation.rows
         metrics = {**row, 'pixel_accuracy': evaluation.pixel_accuracy,
                    'images': evaluation.images}
