@@ -5,6 +5,7 @@ replace_dir.
 """
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -31,6 +32,13 @@ def atomic_open(path, mode='wb', **kwargs):
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
         raise
+
+
+def write_json(path, payload):
+    """Write ``payload`` as indented JSON with a final newline, atomically."""
+    with atomic_open(path, 'w', encoding='utf-8') as stream:
+        json.dump(payload, stream, indent=2)
+        stream.write('\n')
 
 
 def replace_dir(new, target):

@@ -14,11 +14,10 @@ here are the figures of what the node publishes.
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
-from dense_ood_ros.atomic_file import atomic_open
+from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dense_ood_ros.evaluation import ComponentSettings, DenseEvaluator
 from dense_ood_ros.evaluation_loop import run_evaluation
@@ -103,13 +102,6 @@ def format_table(rows, model, *, label=None):
                  for key in ('miou', 'ap', 'fpr95', 'auroc')]
         lines.append(f'{name:<40} ' + ' '.join(f'{c:>6}' for c in cells))
     return '\n'.join(lines)
-
-
-def write_json(path, payload):
-    """Write JSON atomically (temporary file + rename)."""
-    with atomic_open(path, 'w', encoding='utf-8') as stream:
-        json.dump(payload, stream, indent=2)
-        stream.write('\n')
 
 
 def calibrate(checkpoint, evaluation, settings, *, tpr, out_path):

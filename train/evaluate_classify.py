@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import torch
 
+from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
 from dense_ood_ros.evaluation import ClassifyEvaluator
 from dense_ood_ros.evaluation_loop import evaluation_mode
@@ -130,7 +131,6 @@ def main(argv):
     """Run the classify evaluation; return the exit status (2 on bad input)."""
     from train.data.cifar import Cifar10
     from train.data.ood_images import read_ood_set
-    from train.evaluate import write_json
 
     args = parse_args(argv)
     try:
