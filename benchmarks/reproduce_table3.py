@@ -42,8 +42,9 @@ sys.path.insert(0, ROOT)
 from dense_ood_ros.checkpoint import load_checkpoint  # noqa: E402
 from dense_ood_ros.pipeline import DenseOODPipeline  # noqa: E402
 from train.config import load_config  # noqa: E402
+from train.data.registry import build_dataset, known_names  # noqa: E402
 from train.data.synthetic import SyntheticStreetWorld  # noqa: E402
-from train.evaluate import DATASETS, evaluate, write_json  # noqa: E402
+from train.evaluate import evaluate, write_json  # noqa: E402
 from train.state import MODEL_FILE, RESUME_FILE  # noqa: E402
 
 # Variant -> the config overrides that make it; everything else is the config's.
@@ -92,7 +93,7 @@ def parse_args(argv=None):
                         help='where each run trains (OUT/<variant>/seed<k>)')
     parser.add_argument('--test-images', type=int, default=100,
                         help='synthetic test scenes (ignored with --eval-root)')
-    parser.add_argument('--eval-dataset', choices=sorted(DATASETS), default='synthetic',
+    parser.add_argument('--eval-dataset', choices=sorted(known_names()), default='synthetic',
                         help='test set; anything but synthetic needs --eval-root')
     parser.add_argument('--eval-root', help='test set root on disk')
     parser.add_argument('--json', default=DEFAULT_JSON, help='where to write the results')
@@ -202,10 +203,7 @@ def run_one(args, variant, seed, commit):
 def test_samples(args, config):
     """Return the test set: the synthetic world's test split, or a dataset on disk."""
     if args.eval_root:
-        from train.data.registry import build_dataset
-
-        reader, split = DATASETS[args.eval_dataset]
-        return build_dataset(reader, args.eval_root, split)
+        return build_dataset(args.eval_dataset, args.eval_root)
     world = config['data']['synthetic']
     return SyntheticStreetWorld('test', num_images=args.test_images, height=world['height'],
                                 width=world['width'], seed=world['seed'])

@@ -212,11 +212,11 @@ def camera_frames_sent(lines):
 
 def write_report(out, report, extra):
     """Write report.json (the keys a person compares) and return it."""
-    from dense_ood_ros.atomic_file import atomic_write_json  # after sys.path has the checkout
+    from dense_ood_ros.atomic_file import write_json  # after sys.path has the checkout
 
     summary = {key: report[key] for key in REPORT_KEYS}
     summary.update(extra)
-    atomic_write_json(os.path.join(out, 'report.json'), summary)
+    write_json(os.path.join(out, 'report.json'), summary)
     return summary
 
 

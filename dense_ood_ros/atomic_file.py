@@ -34,8 +34,8 @@ def atomic_open(path, mode='wb', **kwargs):
         raise
 
 
-def atomic_write_json(path, payload):
-    """Write `payload` as indented JSON (UTF-8), atomically."""
+def write_json(path, payload):
+    """Write ``payload`` as indented JSON with a final newline, atomically."""
     with atomic_open(path, 'w', encoding='utf-8') as stream:
         json.dump(payload, stream, indent=2)
         stream.write('\n')

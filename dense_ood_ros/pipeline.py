@@ -23,11 +23,13 @@ class DenseOODPipeline(PipelineSettings):
     paper's way, default) upsamples the logits bilinearly to the frame's resolution before
     the argmax and the score; 'scores' computes both at the network's resolution and resizes
     them (cheaper at camera resolution; docs/method.md gives the cost and the effect).
+    The model is put in eval mode, unless ``keep_mode``: a trainer validating its model
+    leaves the mode to run_evaluation, which sets eval for its loop and restores it after.
     """
 
     def __init__(self, model, *, class_names, mean, std, input_short_edge, palette=None,
                  score='msp', temperature=10.0, threshold=0.5, device='cpu', half=False,
-                 upsample='logits'):
+                 upsample='logits', keep_mode=False):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f'upsample {upsample!r}: expected one of {UPSAMPLE_MODES}')
         self.upsample = upsample
@@ -45,7 +47,9 @@ class DenseOODPipeline(PipelineSettings):
         self.input_short_edge = input_short_edge
         self.half = bool(half)
         self.dtype = torch.float16 if self.half else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
+        self.model = model.to(self.device, self.dtype)
+        if not keep_mode:
+            self.model.eval()
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(mean, dtype=self.dtype, device=self.device).view(shape) * 255
         self._inv_std = 1.0 / (torch.tensor(std, dtype=self.dtype, device=self.device)

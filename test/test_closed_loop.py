@@ -19,7 +19,8 @@ from dense_ood_ros.tools import export_onnx
 from ros_harness import Client, NodeProcess, stamp_ns, ToolProcess, unimportable
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF
 from train.data.synthetic import write_lf_layout
-from train.evaluate import ComponentSettings, evaluate
+from dense_ood_ros.evaluation import ComponentSettings
+from train.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 HEIGHT, WIDTH = 64, 128

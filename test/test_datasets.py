@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 
 from dense_ood_ros.datasets import lost_and_found
+from dense_ood_ros.datasets import registry as runtime_registry
 from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
 from dense_ood_ros.datasets.sample import read_image, read_label, read_rgb, require_dirs
 from train.data import cityscapes, streethazards, vistas_np
 from train.data.cityscapes import CityscapesDataset
-from train.data.registry import DATASETS, build_dataset
+from dense_ood_ros.tools import dataset_to_bag
+from train import config, evaluate
+from train.data.registry import DATASETS, build_dataset, known_names, lookup
 from train.data.streethazards import StreetHazardsDataset
 from train.data.vistas_np import VISTAS_CLASSES, VistasNPDataset
 
@@ -407,8 +410,38 @@ def test_readers_with_a_label_space_give_one_colour_per_class(tmp_path):
 
 def test_registry_builds_readers_and_lists_known_names(tmp_path):
     assert set(DATASETS) == {'cityscapes', 'streethazards', 'vistas_np', 'fishyscapes_lf',
-                             'lostandfound'}
+                             'lostandfound', 'synthetic_lf'}
     ds = build_dataset('cityscapes', _cityscapes(tmp_path), 'train', limit=1)
     assert isinstance(ds, CityscapesDataset) and len(ds) == 1
     with pytest.raises(ValueError, match='cityscapes.*lostandfound'):
         build_dataset('kitti', tmp_path, 'train')
+
+
+def test_entries_say_which_split_evaluation_reads_and_how_it_is_scored(tmp_path):
+    assert lookup('cityscapes').split == 'val'
+    tests = ('streethazards', 'vistas_np', 'fishyscapes_lf', 'lostandfound', 'synthetic_lf')
+    assert {lookup(name).split for name in tests} == {'test'}
+    assert [name for name in DATASETS if lookup(name).per_image] == ['streethazards']
+    # Without a split, a dataset is read at its entry's; 'synthetic' is the tools' old name
+    # of the on-disk synthetic world, which is in the Fishyscapes L&F layout.
+    root = _fishyscapes(tmp_path)
+    for name in ('synthetic', 'synthetic_lf', 'fishyscapes_lf'):
+        ds = build_dataset(name, root, limit=1)
+        assert isinstance(ds, FishyscapesLF) and ds.split == 'test' and len(ds) == 1
+    assert runtime_registry.lookup('synthetic') is runtime_registry.DATASETS['synthetic_lf']
+
+
+def test_every_tool_takes_its_dataset_names_from_the_one_registry():
+    # The runtime table is part of train's; the package alone knows only its own readers.
+    assert runtime_registry.DATASETS.items() <= DATASETS.items()
+    assert set(runtime_registry.known_names()) == {'fishyscapes_lf', 'lostandfound',
+                                                   'synthetic_lf', 'synthetic'}
+    assert dataset_to_bag.DATASETS == runtime_registry.known_names() + ('folder',)
+    assert set(known_names()) == set(DATASETS) | {'synthetic'}
+    # A training config's 'synthetic' is the world rendered in memory, not an alias.
+    assert set(config.DATASETS) == set(DATASETS) | {'synthetic', 'cifar10'}
+    for name in known_names():
+        args = evaluate.parse_args(['--checkpoint', 'm.pt', '--dataset', name, '--root', 'r'])
+        assert args.dataset == name
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(['--checkpoint', 'm.pt', '--dataset', 'kitti', '--root', 'r'])

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import torch
 
+from dense_ood_ros.evaluation import ClassifyEvaluator
 from train.classify_step import classify_step
 from train.data import cifar
 from train.evaluate_classify import predict
@@ -95,13 +96,12 @@ class ClassifyTask:
     def validate(self, model, val_set, *, class_names, device):
         """Return accuracy and mean max-softmax on the validation images."""
         del class_names  # the labels are the class ids
-        try:
-            msp, predicted = predict(model, val_set.images, mean=self.mean, std=self.std,
-                                     device=device)
-        finally:
-            model.train()
-        return {'accuracy': float(np.mean(predicted == val_set.labels)),
-                'msp': float(np.mean(msp)), 'images': len(val_set)}
+        evaluator = ClassifyEvaluator()
+        # predict() runs the classifier in eval mode and gives it back its training mode.
+        evaluator.process(*predict(model, val_set.images, mean=self.mean, std=self.std,
+                                   device=device), val_set.labels)
+        result = evaluator.evaluate()
+        return {key: result[key] for key in ('accuracy', 'msp', 'images')}
 
     @staticmethod
     def validation_row(metrics):

@@ -11,10 +11,12 @@ import os
 
 import yaml
 
-# Dataset names the training loop can read; 'synthetic' is the procedural street world.
-# 'cifar10' is the image-wide task's (task: classify) only dataset.
-DATASETS = ('synthetic', 'cityscapes', 'streethazards', 'vistas_np', 'fishyscapes_lf',
-            'lostandfound', 'cifar10')
+from train.data import registry
+
+# Dataset names the training loop can read: the registered readers, and 'synthetic', the
+# procedural street world rendered in memory (train.data.world). 'cifar10' is the
+# image-wide task's (task: classify) only dataset.
+DATASETS = ('synthetic', *registry.DATASETS, 'cifar10')
 # 'dense': LDN-121 with pasted outlier patches (Algorithm 2); 'classify': VGG-13 on whole
 # 32x32 images with whole-image outliers (Algorithm 1, Table 1).
 TASKS = ('dense', 'classify')

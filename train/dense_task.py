@@ -2,11 +2,12 @@
 
 import math
 
+from dense_ood_ros.evaluation import DenseEvaluator
+from dense_ood_ros.evaluation_loop import run_evaluation
 from dense_ood_ros.labels import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.models import build_segmenter
 from dense_ood_ros.pipeline import DenseOODPipeline
 from dense_ood_ros.scores import DEFAULT_TEMPERATURES
-from train.evaluate import evaluate
 from train.step import apply_losses, compute_losses, flow_gradient_norms, sample_nll
 
 # What the flow hears, probed on the log row's step (train.step.flow_gradient_norms): the
@@ -80,15 +81,13 @@ class DenseTask:
         """Return mIoU, pixel accuracy and MSP AP / FPR95 / AUROC; NaN where undefined."""
         pipeline = DenseOODPipeline(model, class_names=class_names, mean=self.mean,
                                     std=self.std, input_short_edge=self.input_short_edge,
-                                    device=str(device))
-        try:
-            evaluation = evaluate(pipeline, val_set, [('msp', DEFAULT_TEMPERATURES['msp'])],
-                                  progress=False)
-        finally:
-            model.train()
-        (row,) = evaluation.rows
-        metrics = {**row, 'pixel_accuracy': evaluation.pixel_accuracy,
-                   'images': evaluation.images}
+                                    device=str(device), keep_mode=True)
+        evaluator = DenseEvaluator(len(class_names),
+                                   settings=[('msp', DEFAULT_TEMPERATURES['msp'])])
+        # run_evaluation runs the model in eval mode and gives it back its training mode.
+        result = run_evaluation(pipeline, val_set, evaluator)
+        (row,) = result['rows']
+        metrics = {**row, 'pixel_accuracy': result['pixel_accuracy'], 'images': result['images']}
         return {key: math.nan if value is None else value for key, value in metrics.items()}
 
     @staticmethod

@@ -14,36 +14,22 @@ here are the figures of what the node publishes.
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
-from tqdm import tqdm
-
-from dense_ood_ros.atomic_file import atomic_open
+from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dense_ood_ros.component_metrics import ComponentAccumulator
-from dense_ood_ros.metrics import (ConfusionMatrix, OODAccumulator, PerImageOODAccumulator,
-                                   UndefinedMetricError)
+from dense_ood_ros.evaluation import ComponentSettings, DenseEvaluator
+from dense_ood_ros.evaluation_loop import run_evaluation
+from dense_ood_ros.metrics import PerImageOODAccumulator
 from dense_ood_ros.node_params import REGION_DEFAULTS
 from dense_ood_ros.pipeline import DenseOODPipeline
-from dense_ood_ros.regions import default_drivable_ids, drivable_ids, find_regions
+from dense_ood_ros.regions import default_drivable_ids, drivable_ids
 from dense_ood_ros.scores import DEFAULT_TEMPERATURES, SCORES
+from train.data.registry import build_dataset, known_names, lookup
 
 # The rows of the paper's tables: each score at T = 1 and at its recommended temperature.
 TABLE_TEMPERATURES = {score: (1.0, t) for score, t in DEFAULT_TEMPERATURES.items()}
-
-# name -> (reader in train.data.registry, split); StreetHazards is scored per image.
-DATASETS = {
-    'fishyscapes_lf': ('fishyscapes_lf', 'test'),
-    'lostandfound': ('lostandfound', 'test'),
-    'streethazards': ('streethazards', 'test'),
-    'vistas_np': ('vistas_np', 'test'),
-    'cityscapes': ('cityscapes', 'val'),
-    # The synthetic world written by `python -m train.data.synthetic`: the L&F layout.
-    'synthetic': ('fishyscapes_lf', 'test'),
-}
-PER_IMAGE_DATASETS = ('streethazards',)
 TASKS = ('dense', 'classify')
 
 
@@ -58,23 +44,6 @@ class Evaluation:
     pixel_accuracy: float = None
     # Component-level metrics of the node's regions, one dict per region minimum area.
     components: list = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True)
-class ComponentSettings:
-    """The node's region settings to score at component level (one entry per min area).
-
-    Regions come from the pipeline's own score, temperature and threshold, as the node
-    publishes them; persistence is left out (dataset images are not a video).
-    """
-
-    drivable: tuple
-    min_areas: tuple = (REGION_DEFAULTS['min_area'],)
-    min_road_shares: tuple = (REGION_DEFAULTS['min_road_share'],)
-
-    def combinations(self):
-        """Return every (min_area, min_road_share) pair to score."""
-        return [(area, share) for area in self.min_areas for share in self.min_road_shares]
 
 
 def settings_from_args(scores, temperatures):
@@ -92,53 +61,16 @@ def evaluate(pipeline, samples, settings, *, per_image=False, progress=True, com
     """Score every sample with every setting; return an Evaluation with one row per setting.
 
     ``components`` (ComponentSettings) adds the component-level metrics of the regions the
-    node would report at the pipeline's own operating point.
+    node would report at the pipeline's own operating point (none for a set without
+    outlier ground truth).
     """
-    accumulators = [(PerImageOODAccumulator() if per_image else OODAccumulator())
-                    for _ in settings]
-    own = (pipeline.score, pipeline.temperature) if components else None
-    # The node's operating point needs its own map when the table rows do not include it.
-    map_settings = list(settings) + ([own] if components and own not in settings else [])
-    combinations = components.combinations() if components else []
-    regions = [ComponentAccumulator() for _ in combinations]
-    confusion = ConfusionMatrix(pipeline.num_classes)
-    images = pixels = 0
-    has_ood = has_semantic = False
-    for sample in tqdm(samples, desc='evaluate', unit='image', disable=not progress,
-                       file=sys.stderr):
-        target = sample.ood if sample.ood is not None else sample.semantic
-        if target is not None and target.shape != sample.image.shape[:2]:
-            raise ValueError(f'{sample.name}: labels {target.shape} do not match the image '
-                             f'{sample.image.shape[:2]}')
-        labels, maps = pipeline.infer_scores(sample.image, map_settings)
-        images += 1
-        pixels += labels.size
-        if sample.semantic is not None:
-            has_semantic = True
-            confusion.add(labels, sample.semantic)
-        if sample.ood is not None:
-            has_ood = True
-            for accumulator, score_map in zip(accumulators, maps):
-                accumulator.add(score_map, sample.ood)
-            for accumulator, (min_area, share) in zip(regions, combinations):
-                _, mask = find_regions(maps[map_settings.index(own)], labels,
-                                       threshold=pipeline.threshold, drivable=components.drivable,
-                                       min_area=min_area, min_road_share=share, with_mask=True)
-                accumulator.add(mask, sample.ood)
-    segmentation = confusion.compute() if has_semantic else {}
-    miou = segmentation.get('miou')
-    rows = []
-    for (score, temperature), accumulator in zip(settings, accumulators):
-        ood = _ood_or_none(accumulator) if has_ood else {}
-        rows.append({'score': score, 'temperature': temperature, 'miou': miou,
-                     'ap': ood.get('ap'), 'fpr95': ood.get('fpr95'),
-                     'auroc': ood.get('auroc')})
-    component_rows = [{'min_area': area, 'min_road_share': share, **accumulator.compute()}
-                      for (area, share), accumulator in zip(combinations, regions)
-                      ] if has_ood else []
-    return Evaluation(images=images, pixels=pixels, rows=rows, accumulators=accumulators,
-                      pixel_accuracy=segmentation.get('pixel_accuracy'),
-                      components=component_rows)
+    evaluator = DenseEvaluator(pipeline.num_classes, settings=settings, per_image=per_image,
+                               components=components)
+    result = run_evaluation(pipeline, samples, evaluator, progress=progress)
+    return Evaluation(images=result['images'], pixels=result['pixels'], rows=result['rows'],
+                      accumulators=evaluator.accumulators,
+                      pixel_accuracy=result['pixel_accuracy'],
+                      components=result['components'] if result['ood_images'] else [])
 
 
 def format_components(rows, pipeline):
@@ -156,14 +88,6 @@ def format_components(rows, pipeline):
     return '\n'.join(lines)
 
 
-def _ood_or_none(accumulator):
-    """Return the accumulator's metrics, or {} (null in the table) when a class is missing."""
-    try:
-        return accumulator.compute()
-    except UndefinedMetricError:
-        return {}
-
-
 def format_table(rows, model, *, label=None):
     """Return the rows as the paper prints them: percent, one row per score and temperature.
 
@@ -178,13 +102,6 @@ def format_table(rows, model, *, label=None):
                  for key in ('miou', 'ap', 'fpr95', 'auroc')]
         lines.append(f'{name:<40} ' + ' '.join(f'{c:>6}' for c in cells))
     return '\n'.join(lines)
-
-
-def write_json(path, payload):
-    """Write JSON atomically (temporary file + rename)."""
-    with atomic_open(path, 'w', encoding='utf-8') as stream:
-        json.dump(payload, stream, indent=2)
-        stream.write('\n')
 
 
 def calibrate(checkpoint, evaluation, settings, *, tpr, out_path):
@@ -211,7 +128,7 @@ def parse_args(argv):
                         help='classify: Table 1 for a CIFAR-10 classifier (see --task '
                              'classify --help)')
     parser.add_argument('--checkpoint', required=True)
-    parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
+    parser.add_argument('--dataset', required=True, choices=sorted(known_names()))
     parser.add_argument('--root', required=True, help='dataset root directory')
     parser.add_argument('--score', default='both', choices=SCORES + ('both',))
     parser.add_argument('--temperature', type=float, nargs='+',
@@ -245,8 +162,6 @@ def parse_args(argv):
 
 def main(argv=None):
     """Entry point of `python -m train.evaluate`."""
-    from train.data.registry import build_dataset
-
     argv = sys.argv[1:] if argv is None else argv
     task_parser = argparse.ArgumentParser(add_help=False)
     task_parser.add_argument('--task', choices=TASKS, default='dense')
@@ -261,8 +176,7 @@ def main(argv=None):
         settings = settings_from_args(scores, args.temperature)
         checkpoint = load_checkpoint(args.checkpoint)
         pipeline = DenseOODPipeline.from_checkpoint(checkpoint, device=args.device)
-        reader, split = DATASETS[args.dataset]
-        samples = build_dataset(reader, args.root, split, limit=args.limit)
+        samples = build_dataset(args.dataset, args.root, limit=args.limit)
         drivable = (default_drivable_ids(pipeline.class_names) if args.drivable_classes is None
                     else drivable_ids(pipeline.class_names, args.drivable_classes))
         components = ComponentSettings(drivable=drivable,
@@ -273,7 +187,7 @@ def main(argv=None):
         return 2
     try:
         evaluation = evaluate(pipeline, samples, settings,
-                              per_image=args.dataset in PER_IMAGE_DATASETS,
+                              per_image=lookup(args.dataset).per_image,
                               components=components)
     except (FileNotFoundError, ValueError) as error:
         print(f'train.evaluate: {error}', file=sys.stderr)

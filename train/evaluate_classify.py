@@ -14,8 +14,10 @@ import sys
 import numpy as np
 import torch
 
+from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
-from dense_ood_ros.metrics import open_set_metrics
+from dense_ood_ros.evaluation import ClassifyEvaluator
+from dense_ood_ros.evaluation_loop import evaluation_mode
 from train.vgg import ARCH, vgg13_bn
 
 METRICS = ('tnr_at_tpr95', 'auroc', 'detection_accuracy')
@@ -42,19 +44,20 @@ def load_classifier(path, *, device='cpu'):
 def predict(model, images, *, mean, std, device='cpu', batch_size=256):
     """Return (max softmax (N,) float32, predicted class (N,) int64) of uint8 NHWC RGB images.
 
-    The model is put in eval mode (BN running statistics); callers that train restore it.
+    The model runs in eval mode (BN running statistics) and gets its own mode back after,
+    so a trainer validating mid-run goes on training.
     """
-    model.eval()
     mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     scores, classes = [], []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        probs = torch.softmax(model((batch - mean) / std).float(), dim=1)
-        top, label = probs.max(dim=1)
-        scores.append(top.cpu().numpy())
-        classes.append(label.cpu().numpy())
+    with evaluation_mode(model):
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+            batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            probs = torch.softmax(model((batch - mean) / std).float(), dim=1)
+            top, label = probs.max(dim=1)
+            scores.append(top.cpu().numpy())
+            classes.append(label.cpu().numpy())
     if not scores:
         return np.empty(0, np.float32), np.empty(0, np.int64)
     return np.concatenate(scores), np.concatenate(classes).astype(np.int64)
@@ -64,10 +67,12 @@ def evaluate_model(model, ckpt, in_images, in_labels, ood_sets, *, device='cpu',
                    batch_size=256):
     """Return {'accuracy', 'ood': {name: open_set_metrics}} of one classifier."""
     kwargs = {'mean': ckpt.mean, 'std': ckpt.std, 'device': device, 'batch_size': batch_size}
-    in_scores, predicted = predict(model, in_images, **kwargs)
-    ood = {name: open_set_metrics(in_scores, predict(model, images, **kwargs)[0])
-           for name, images in ood_sets.items()}
-    return {'accuracy': float(np.mean(predicted == in_labels)), 'ood': ood}
+    evaluator = ClassifyEvaluator()
+    evaluator.process(*predict(model, in_images, **kwargs), in_labels)
+    for name, images in ood_sets.items():
+        evaluator.process(*predict(model, images, **kwargs), outlier_set=name)
+    result = evaluator.evaluate()
+    return {'accuracy': result['accuracy'], 'ood': result['ood']}
 
 
 def format_table(models):
@@ -126,7 +131,6 @@ def main(argv):
     """Run the classify evaluation; return the exit status (2 on bad input)."""
     from train.data.cifar import Cifar10
     from train.data.ood_images import read_ood_set
-    from train.evaluate import write_json
 
     args = parse_args(argv)
     try:

@@ -19,20 +19,14 @@ from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
 from dense_ood_ros.atomic_file import replace_dir
-from dense_ood_ros.datasets.lost_and_found import FishyscapesLF, LostAndFound
+from dense_ood_ros.datasets import registry
 from dense_ood_ros.datasets.sample import FileDataset, natural_key, read_rgb, Sample
 from dense_ood_ros.tools.bag_format import (CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, CAMERA_QOS,
                                             DISTROS, IMAGE_TOPIC, IMAGE_TYPE, OOD_TOPIC,
                                             SEMANTIC_TOPIC, STORAGES, typestore_for)
 
-# Dataset name -> (reader, split). 'synthetic' is the street world written by
-# `python -m train.data.synthetic`, which uses the Fishyscapes L&F layout.
-DATASET_READERS = {
-    'fishyscapes_lf': (FishyscapesLF, 'test'),
-    'lostandfound': (LostAndFound, 'test'),
-    'synthetic': (FishyscapesLF, 'test'),
-}
-DATASETS = tuple(DATASET_READERS) + ('folder',)
+# The registered datasets (each read at its evaluation split), and a folder of plain images.
+DATASETS = registry.known_names() + ('folder',)
 FOLDER_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 ENCODINGS = ('rgb8', 'bgr8')
 # A fixed default start keeps bags of the same data byte-identical between runs
@@ -62,10 +56,9 @@ def load_dataset(name, root, *, limit=None):
     """Return a map-style dataset of samples (image, semantic, ood) for a DATASETS name."""
     if name == 'folder':
         return ImageFolder(root, limit=limit)
-    if name not in DATASET_READERS:
+    if name not in DATASETS:
         raise ValueError(f'unknown dataset {name!r}; known: {", ".join(DATASETS)}')
-    reader, split = DATASET_READERS[name]
-    return reader(root, split, limit=limit)
+    return registry.build_dataset(name, root, limit=limit)
 
 
 def _header(types, stamp_ns, frame_id):

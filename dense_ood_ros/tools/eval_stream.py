@@ -14,7 +14,6 @@ when the bag was made; this is transport to the node, processing and transport b
 """
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -30,7 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from dense_ood_ros import detection_msgs
-from dense_ood_ros.atomic_file import atomic_open
+from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.image_codec import image_to_array, image_to_rgb
 from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dense_ood_ros.tools.bag_format import (IMAGE_TOPIC, OOD_TOPIC, open_bag, read_topics,
@@ -383,9 +382,7 @@ def main(args=None):
         return 0
     print(format_report(report), flush=True)
     if options.json:
-        with atomic_open(options.json, 'w', encoding='utf-8') as stream:
-            json.dump(report, stream, indent=2)
-            stream.write('\n')
+        write_json(options.json, report)
     failure = verdict(report, options.max_dropped)
     if failure:
         print(f'eval_stream: FAILED: {failure}', file=sys.stderr)

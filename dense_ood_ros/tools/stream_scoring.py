@@ -9,10 +9,8 @@ import zlib
 
 import numpy as np
 
-# /ood/ground_truth follows Fishyscapes Lost & Found: 0 inlier, 1 outlier, 255 void.
-from dense_ood_ros.datasets.sample import INLIER, OUTLIER
-from dense_ood_ros.component_metrics import ComponentAccumulator
-from dense_ood_ros.metrics import ConfusionMatrix, OODAccumulator, UndefinedMetricError
+from dense_ood_ros.evaluation import (ComponentSettings, DenseEvaluator, GroundTruth,
+                                      Prediction)
 from dense_ood_ros.regions import mask_of_boxes
 
 REQUIRED_SCORE = 'score'
@@ -21,6 +19,10 @@ REQUIRED_SEMANTIC = 'semantic'
 REQUIRED_MASK = 'mask'
 REQUIRED_DETECTIONS = 'detections'
 COMPONENT_KEYS = ('siou', 'ppv', 'f1_mean', 'truth_components', 'predicted_components')
+# The evaluator's one score row and one region row: what the node published, at the node's
+# own settings, which the stream does not know.
+PUBLISHED_SCORE = (None, None)
+PUBLISHED_REGIONS = ComponentSettings(drivable=None, min_areas=(None,), min_road_shares=(None,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +50,14 @@ class Truth:
     ood: PackedLabel
     semantic: PackedLabel | None = None
 
+    def unpack(self):
+        """Return the frame's GroundTruth (arrays)."""
+        return GroundTruth(ood=self.ood.unpack(),
+                           semantic=None if self.semantic is None else self.semantic.unpack())
+
 
 class StreamScorer:
-    """Accumulate OOD metrics and mIoU over the frames whose outputs all arrived.
+    """Match a node's outputs to a bag's frames by stamp and score the complete frames.
 
     ``truth`` maps header stamp (ns) to :class:`Truth`; ``frames_sent`` is how many camera
     frames the bag holds. A frame is matched when its anomaly score and, if the bag has semantic
@@ -59,7 +66,8 @@ class StreamScorer:
     repeat a matched stamp (a looping player), are counted and otherwise ignored. ``keep``
     names stamps whose outputs are retained for pictures. With ``components`` a frame also
     waits for the node's anomaly mask and detections (a list of (x, y, w, h) boxes), and the
-    regions they describe are scored with the component-level metrics.
+    regions they describe are scored with the component-level metrics. The metrics are
+    dense_ood_ros.evaluation.DenseEvaluator's, as train.evaluate's.
     """
 
     def __init__(self, truth, *, frames_sent, num_classes, keep=(), components=False):
@@ -68,16 +76,16 @@ class StreamScorer:
         self.needs_semantic = any(t.semantic is not None for t in self.truth.values())
         self.required = {REQUIRED_SCORE} | ({REQUIRED_SEMANTIC} if self.needs_semantic
                                             else set())
-        self.components = ComponentAccumulator() if components else None
+        self.components = bool(components)
         if components:
             self.required |= {REQUIRED_MASK, REQUIRED_DETECTIONS}
-        self.ood = OODAccumulator()
-        self.confusion = ConfusionMatrix(num_classes)
+        self.evaluator = DenseEvaluator(
+            num_classes, settings=(PUBLISHED_SCORE,),
+            components=PUBLISHED_REGIONS if components else None)
         self.keep = set(keep)
         self.kept = {}
         self.matched = set()
         self.unexpected = self.repeated = 0
-        self.outlier_pixels = self.valid_pixels = 0
         self.latencies_ms = []
         self._pending = {}
         self._input_arrival = {}
@@ -108,21 +116,17 @@ class StreamScorer:
             self._score(stamp, outputs)
 
     def _score(self, stamp, outputs):
-        truth = self.truth[stamp]
-        ood = truth.ood.unpack()
+        truth = self.truth[stamp].unpack()
         score = outputs[REQUIRED_SCORE]
-        if score.shape != ood.shape:
+        if score.shape != truth.ood.shape:
+            height, width = truth.ood.shape
             raise ValueError(f'frame {stamp}: anomaly score is {score.shape[1]}x{score.shape[0]} '
-                             f'but its ground truth {ood.shape[1]}x{ood.shape[0]}')
-        self.ood.add(score, ood)
-        outliers = int(np.count_nonzero(ood == OUTLIER))
-        self.outlier_pixels += outliers
-        self.valid_pixels += outliers + int(np.count_nonzero(ood == INLIER))
-        if self.needs_semantic:
-            self.confusion.add(outputs[REQUIRED_SEMANTIC], truth.semantic.unpack())
-        if self.components is not None:
-            regions = mask_of_boxes(outputs[REQUIRED_MASK] > 0, outputs[REQUIRED_DETECTIONS])
-            self.components.add(regions, ood)
+                             f'but its ground truth {width}x{height}')
+        regions = ()
+        if self.components:
+            regions = (mask_of_boxes(outputs[REQUIRED_MASK] > 0, outputs[REQUIRED_DETECTIONS]),)
+        self.evaluator.process(Prediction(labels=outputs.get(REQUIRED_SEMANTIC), scores=(score,),
+                                          regions=regions), truth)
         self.matched.add(stamp)
         score_arrival = self._score_arrival.pop(stamp)
         if stamp in self._input_arrival:
@@ -138,27 +142,24 @@ class StreamScorer:
 
     def result(self):
         """Return the report: metrics (None where undefined), frame counts, latency."""
-        report = {'ap': None, 'fpr95': None, 'auroc': None, 'miou': None,
-                  **dict.fromkeys(COMPONENT_KEYS)}
+        # Non-finite scores from the node raise ValueError here: the node's fault, not a
+        # property of the data, so they must not read as "undefined".
+        metrics = self.evaluator.evaluate()
+        (row,) = metrics['rows']
+        report = {key: row[key] for key in ('ap', 'fpr95', 'auroc')}
+        report['miou'] = metrics['miou']
+        report.update(dict.fromkeys(COMPONENT_KEYS))
         notes = []
-        if self.components is not None:
-            report.update({key: value for key, value in self.components.compute().items()
+        if self.components:
+            report.update({key: value for key, value in metrics['components'][0].items()
                            if key in COMPONENT_KEYS})
         else:
             notes.append('component metrics not measured (no ~/anomaly_detections)')
-        if self.matched:
-            try:
-                report.update(self.ood.compute())
-            except UndefinedMetricError as error:  # no outlier or no inlier pixel matched
-                notes.append(f'OOD metrics undefined: {error}')
-            # Any other ValueError (non-finite scores from the node) propagates: it is the
-            # node's fault, not a property of the data, and must not read as "undefined".
-            if self.needs_semantic:
-                report['miou'] = self.confusion.compute()['miou']
+        if metrics['ood_undefined']:  # no outlier or no inlier pixel matched
+            notes.append(f'OOD metrics undefined: {metrics["ood_undefined"]}')
         latencies = np.asarray(self.latencies_ms, dtype=np.float64)
         report.update({
-            'anomaly_pixel_share': (self.outlier_pixels / self.valid_pixels
-                                    if self.valid_pixels else None),
+            'anomaly_pixel_share': metrics['anomaly_pixel_share'],
             'frames_sent': self.frames_sent,
             'frames_processed': len(self.matched),
             'frames_dropped': self.frames_sent - len(self.matched),
