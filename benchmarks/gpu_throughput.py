@@ -160,10 +160,11 @@ def _training_batch(batch, crop, device):
 
 def training_rate(*, device, config_path=CONFIG, rounds=2, overrides=()):
     """Return the TrainingRate of train.joint's step, every outlier size `rounds` times."""
+    from dense_ood_ros.normalization import Normalizer
     from train.build import (
         build_amp, build_flow, build_optimizers, build_task, outlier_settings, set_determinism)
     from train.config import load_config
-    from train.step import Normalizer, step_randomness, train_step
+    from train.step import step_randomness, train_step
 
     # Weights do not change the speed, and nothing needs downloading.
     config = load_config(config_path, overrides=['model.backbone_weights=null', *overrides])

@@ -54,11 +54,12 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
 
     from dense_ood_ros.devices import resolve_device
     from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
+    from dense_ood_ros.normalization import Normalizer
     from train.build import build_flow, build_optimizers, build_task, outlier_settings
     from train.config import load_config
     from train.outliers import OutlierSettings
     from train.paste import fit_size
-    from train.step import Normalizer, step_randomness, train_step
+    from train.step import step_randomness, train_step
 
     flag = str(checkpointing).lower()
     config = load_config(config_path, overrides=[

@@ -5,9 +5,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dense_ood_ros.devices import resolve_device  # noqa: F401 (callers import it here)
 from dense_ood_ros.checkpoint import (
     Checkpoint, build_model_from_checkpoint, load_checkpoint)
+from dense_ood_ros.devices import resolve_device
+from dense_ood_ros.normalization import pixel_normalization
 # Re-exported: callers have always found these here.
 from dense_ood_ros.pipeline_common import (  # noqa: F401
     check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, pipeline_values, PipelineResult,
@@ -50,10 +51,8 @@ class DenseOODPipeline(PipelineSettings):
         self.model = model.to(self.device, self.dtype)
         if not keep_mode:
             self.model.eval()
-        shape = (1, 3, 1, 1)
-        self._mean = torch.tensor(mean, dtype=self.dtype, device=self.device).view(shape) * 255
-        self._inv_std = 1.0 / (torch.tensor(std, dtype=self.dtype, device=self.device)
-                               .view(shape) * 255)
+        self._mean, self._inv_std = pixel_normalization(
+            mean, std, dtype=self.dtype, device=self.device)
         self._init_settings(score, temperature, threshold)
 
     @classmethod

@@ -15,6 +15,7 @@ import yaml
 from cifar_fakes import single_thread, write_cifar, write_image_folder, write_svhn
 from dense_ood_ros.checkpoint import build_flow_from_checkpoint, load_checkpoint
 from dense_ood_ros.models import RealNVP
+from dense_ood_ros.normalization import Normalizer
 from train import evaluate as evaluate_cli
 from train.build import build_task, build_trainer
 from train.classify import ClassifyTask, epochs_to_iterations
@@ -22,7 +23,7 @@ from train.classify_step import classify_step, compute_classify_losses
 from train.config import ConfigError, load_config, resolve
 from train.data.cifar import MEAN, STD, Cifar10
 from train.outliers import OutlierSettings
-from train.step import Normalizer, Optimizers, step_randomness
+from train.step import Optimizers, step_randomness
 from train.vgg import vgg13_bn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -7,9 +7,10 @@ import torch
 
 from dense_ood_ros.labels import IMAGENET_MEAN, IMAGENET_STD
 from dense_ood_ros.models import RealNVP, ldn121
+from dense_ood_ros.normalization import Normalizer
 from train.outliers import OutlierSettings, draw_size
 from train.step import (
-    Normalizer, Optimizers, apply_losses, compute_losses, flow_gradient_norms, sample_nll,
+    Optimizers, apply_losses, compute_losses, flow_gradient_norms, sample_nll,
     step_randomness, train_step)
 
 NUM_CLASSES = 3

@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from dense_ood_ros.models import RealNVP
+from dense_ood_ros.normalization import Normalizer
 from train.classify import ClassifyTask, PadCropFlip
 from train.config import DEFAULTS, ConfigError, config_differences, merge, outlier_sizes
 from train.data import cifar
@@ -22,7 +23,7 @@ from train.data.synthetic import SyntheticStreetWorld
 from train.dense_task import DenseTask
 from train.distributed import DistEnv, init_distributed, select_device
 from train.outliers import OutlierSettings
-from train.step import Amp, Normalizer, Optimizers
+from train.step import Amp, Optimizers
 from train.trainer import Trainer
 from train.transforms import training_transform
 

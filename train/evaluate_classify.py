@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from dense_ood_ros.atomic_file import write_json
-from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
+from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint, load_weights_strictly
+from dense_ood_ros.devices import resolve_device
 from dense_ood_ros.evaluation import ClassifyEvaluator
 from dense_ood_ros.evaluation_loop import evaluation_mode
+from dense_ood_ros.normalization import Normalizer
 from train.vgg import ARCH, vgg13_bn
 
 METRICS = ('tnr_at_tpr95', 'auroc', 'detection_accuracy')
@@ -31,12 +33,8 @@ CONVENTIONS = (
 def load_classifier(path, *, device='cpu'):
     """Return (VGG-13 in eval mode on `device`, Checkpoint) of a 'vgg13_bn' checkpoint."""
     ckpt = load_checkpoint(path, expected_arch=ARCH)
-    model = vgg13_bn(ckpt.num_classes)
-    try:
-        model.load_state_dict(ckpt.state_dict, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(path, f'weights do not fit {ARCH} with {ckpt.num_classes} '
-                              f'classes: {str(error).splitlines()[0]}') from None
+    model = load_weights_strictly(vgg13_bn(ckpt.num_classes), ckpt.state_dict, path,
+                                  f'weights do not fit {ARCH} with {ckpt.num_classes} classes')
     return model.to(device).eval(), ckpt
 
 
@@ -47,14 +45,13 @@ def predict(model, images, *, mean, std, device='cpu', batch_size=256):
     The model runs in eval mode (BN running statistics) and gets its own mode back after,
     so a trainer validating mid-run goes on training.
     """
-    mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    normalize = Normalizer(mean, std, device=device)
     scores, classes = [], []
     with evaluation_mode(model):
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
             batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            probs = torch.softmax(model((batch - mean) / std).float(), dim=1)
+            probs = torch.softmax(model(normalize(batch)).float(), dim=1)
             top, label = probs.max(dim=1)
             scores.append(top.cpu().numpy())
             classes.append(label.cpu().numpy())
@@ -121,12 +118,6 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _device(name):
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
-
-
 def main(argv):
     """Run the classify evaluation; return the exit status (2 on bad input)."""
     from train.data.cifar import Cifar10
@@ -134,7 +125,7 @@ def main(argv):
 
     args = parse_args(argv)
     try:
-        device = _device(args.device)
+        device = resolve_device(args.device)
         paths = {'baseline': args.baseline, 'model': args.checkpoint}
         loaded = {name: load_classifier(path, device=device)
                   for name, path in paths.items() if path is not None}

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import torch
 
+from dense_ood_ros.evaluation_loop import evaluation_mode
+
 
 def tensorboard_available():
     """Return whether the tensorboard package (needed by SummaryWriter) is installed."""
@@ -80,12 +82,8 @@ def save_flow_samples(flow, path, *, size, count=8, seed=0, device='cpu'):
     the flow changes rather than sampling noise.
     """
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = flow.training
-    flow.eval()
-    try:
+    with evaluation_mode(flow):
         samples = flow.sample(count, size, size, generator=generator)
-    finally:
-        flow.train(was_training)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     grid = cv2.cvtColor(image_grid(samples), cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(os.fspath(path), grid):

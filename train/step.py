@@ -51,18 +51,6 @@ def step_randomness(seed, iteration, *, rank=0, device='cpu'):
         tensor=_seeded([seed, _TENSOR_STREAM, iteration, rank], device=torch.device(device)))
 
 
-class Normalizer:
-    """ImageNet-style ``(x - mean) / std`` for (N, 3, H, W) images in [0, 1]."""
-
-    def __init__(self, mean, std, *, device='cpu'):
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-
-    def __call__(self, images):
-        """Return the normalised images."""
-        return (images - self.mean) / self.std
-
-
 @dataclasses.dataclass
 class Amp:
     """Autocast settings for the segmenter; `dtype` None means full precision."""

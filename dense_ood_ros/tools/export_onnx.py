@@ -74,13 +74,15 @@ def normalised_model(model, mean, std, *, half=False):
     """
     import torch
 
+    from dense_ood_ros.normalization import pixel_normalization
+
     class Normalised(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model.half() if half else model
-            shape = (1, 3, 1, 1)
-            self.register_buffer('mean', torch.tensor(mean).view(shape) * 255.0)
-            self.register_buffer('inv_std', 1.0 / (torch.tensor(std).view(shape) * 255.0))
+            offset, scale = pixel_normalization(mean, std)
+            self.register_buffer('mean', offset)
+            self.register_buffer('inv_std', scale)
 
         def forward(self, image):
             normalised = (image - self.mean) * self.inv_std
