@@ -18,7 +18,8 @@ interest (labels other than 255) only.
 import cv2
 import numpy as np
 
-from dense_ood_ros.datasets.sample import OUTLIER, VOID
+from dense_ood_ros.datasets.sample import OUTLIER
+from dense_ood_ros.labels import IGNORE_INDEX
 
 SIOU_THRESHOLDS = tuple(np.round(np.linspace(0.25, 0.75, 11), 2))
 # The benchmark's obstacle track ignores ground-truth components under 10 pixels.
@@ -35,7 +36,7 @@ def frame_components(prediction, truth, *, min_truth_size=DEFAULT_MIN_TRUTH_SIZE
     if prediction.shape != truth.shape:
         raise ValueError(f'prediction {prediction.shape} and ground truth {truth.shape} '
                          'differ in size')
-    void = truth == VOID
+    void = truth == IGNORE_INDEX
     num_truth, truth_ids = _components(truth == OUTLIER)
     num_pred, pred_ids = _components(prediction & ~void)
     if min_truth_size > 1 and num_truth > 1:

@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
+from dense_ood_ros.labels import IGNORE_INDEX
 from train.losses import dequantize, kl_to_uniform, segmentation_loss, to_label_resolution
-
-IGNORE = 255
 
 
 def _log_softmax_by_hand(values):
@@ -34,7 +33,7 @@ def _one_row_case():
     """Four pixels in a row: inlier, pasted over a labelled pixel, ignore, pasted over ignore."""
     pixel_logits = [[2.0, 0.0, -1.0], [0.5, 3.0, 0.0], [1.0, 1.0, 1.0], [-2.0, 0.0, 4.0]]
     logits = torch.tensor(pixel_logits, dtype=torch.float64).t().reshape(1, 3, 1, 4)
-    labels = torch.tensor([[[0, 1, IGNORE, IGNORE]]])
+    labels = torch.tensor([[[0, 1, IGNORE_INDEX, IGNORE_INDEX]]])
     mask = torch.tensor([[[False, True, False, True]]])
     return pixel_logits, logits, labels, mask
 
@@ -48,7 +47,7 @@ def test_pasted_pixels_leave_ce_and_only_they_enter_kl():
     # N = 1 inlier + 2 pasted; pixel 2 (ignore, not pasted) enters nothing, and pixel 1's
     # label (class 1) is never used because it is pasted over.
     expected = (ce_inlier + lam * (kl[1] + kl[3])) / 3
-    loss = segmentation_loss(logits, labels, mask, lam=lam, ignore_index=IGNORE)
+    loss = segmentation_loss(logits, labels, mask, lam=lam, ignore_index=IGNORE_INDEX)
     assert loss.loss.item() == pytest.approx(expected, rel=1e-6)
     assert loss.num_inliers == 1 and loss.num_outliers == 2
     assert loss.ce.item() == pytest.approx(ce_inlier, rel=1e-6)
@@ -58,7 +57,7 @@ def test_pasted_pixels_leave_ce_and_only_they_enter_kl():
 def test_gradients_reach_only_the_pixels_that_enter_a_term():
     _, logits, labels, mask = _one_row_case()
     logits.requires_grad_(True)
-    segmentation_loss(logits, labels, mask, lam=0.25, ignore_index=IGNORE).loss.backward()
+    segmentation_loss(logits, labels, mask, lam=0.25, ignore_index=IGNORE_INDEX).loss.backward()
     per_pixel = logits.grad.abs().sum(dim=1)[0, 0]
     assert per_pixel[0] > 0 and per_pixel[1] > 0 and per_pixel[3] > 0
     assert per_pixel[2] == 0
@@ -68,8 +67,8 @@ def test_changing_the_label_under_a_pasted_pixel_changes_nothing():
     _, logits, labels, mask = _one_row_case()
     other = labels.clone()
     other[0, 0, 1] = 2
-    first = segmentation_loss(logits, labels, mask, lam=0.5, ignore_index=IGNORE).loss
-    second = segmentation_loss(logits, other, mask, lam=0.5, ignore_index=IGNORE).loss
+    first = segmentation_loss(logits, labels, mask, lam=0.5, ignore_index=IGNORE_INDEX).loss
+    second = segmentation_loss(logits, other, mask, lam=0.5, ignore_index=IGNORE_INDEX).loss
     assert first.item() == second.item()
 
 
@@ -77,16 +76,16 @@ def test_without_pasting_it_is_plain_mean_cross_entropy():
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 5, 6)
     labels = torch.randint(0, 4, (2, 5, 6))
-    labels[0, 0, :3] = IGNORE
+    labels[0, 0, :3] = IGNORE_INDEX
     mask = torch.zeros(2, 5, 6, dtype=torch.bool)
-    loss = segmentation_loss(logits, labels, mask, lam=1.0, ignore_index=IGNORE).loss
-    expected = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
+    loss = segmentation_loss(logits, labels, mask, lam=1.0, ignore_index=IGNORE_INDEX).loss
+    expected = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_an_all_ignore_batch_gives_zero_not_nan():
     logits = torch.randn(1, 3, 2, 2, requires_grad=True)
-    labels = torch.full((1, 2, 2), IGNORE)
+    labels = torch.full((1, 2, 2), IGNORE_INDEX)
     loss = segmentation_loss(logits, labels, torch.zeros(1, 2, 2, dtype=torch.bool), lam=1e-3)
     assert loss.loss.item() == 0.0
     loss.loss.backward()

@@ -40,10 +40,10 @@ import re
 
 import numpy as np
 
-from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
 from dense_ood_ros.datasets.sample import (apply_limit, check_same_size, cityscapes_layout,
                                            FileDataset, INLIER, natural_key, OUTLIER, pair_files,
-                                           read_label, read_labelled, require_dirs, Sample, VOID)
+                                           read_label, read_labelled, require_dirs, Sample)
 
 FS_DATASET = 'Fishyscapes Lost & Found'
 LAF_DATASET = 'Lost & Found'
@@ -55,16 +55,16 @@ LABEL_SUFFIX = '_gtCoarse_labelIds.png'
 FREE_SPACE_ID = 1
 NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)  # category "Random non-hazards"
 MAX_OBJECT_ID = 43
-_FS_VALUES = (INLIER, OUTLIER, VOID)
+_FS_VALUES = (INLIER, OUTLIER, IGNORE_INDEX)
 _FRAME_RE = re.compile(r'^(?P<sequence>.+)_(?P<seq>\d+)_(?P<frame>\d+)' + re.escape(IMAGE_SUFFIX)
                        + '$')
 
 
 def _build_laf_lut():
-    lut = np.full(256, VOID, np.uint8)
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
     lut[FREE_SPACE_ID] = INLIER
     lut[FREE_SPACE_ID + 1:MAX_OBJECT_ID + 1] = OUTLIER
-    lut[list(NON_HAZARD_IDS)] = VOID
+    lut[list(NON_HAZARD_IDS)] = IGNORE_INDEX
     lut.flags.writeable = False
     return lut
 

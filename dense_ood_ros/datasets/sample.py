@@ -15,10 +15,8 @@ import re
 import cv2
 import numpy as np
 
-from dense_ood_ros.labels import IGNORE_INDEX
-
-IGNORE = IGNORE_INDEX
-INLIER, OUTLIER, VOID = 0, 1, IGNORE_INDEX
+# ood labels: inlier and outlier; everything else is IGNORE_INDEX (void), as in training.
+INLIER, OUTLIER = 0, 1
 
 
 @dataclasses.dataclass

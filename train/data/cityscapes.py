@@ -15,8 +15,8 @@ installed package id by id. ``Sample.semantic`` holds trainIds, ``Sample.ood`` i
 
 import numpy as np
 
-from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from dense_ood_ros.datasets.sample import (cityscapes_layout, FileDataset, IGNORE, read_labelled,
+from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
+from dense_ood_ros.datasets.sample import (cityscapes_layout, FileDataset, read_labelled,
                                            Sample)
 
 DATASET = 'Cityscapes'
@@ -41,9 +41,9 @@ LABELS = (
 
 
 def _build_lut():
-    lut = np.full(256, IGNORE, np.uint8)
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
     for _, label_id, train_id in LABELS:
-        if label_id >= 0 and 0 <= train_id < IGNORE:
+        if label_id >= 0 and 0 <= train_id < IGNORE_INDEX:
             lut[label_id] = train_id
     return lut
 

@@ -35,9 +35,10 @@ own code.
 
 import numpy as np
 
-from dense_ood_ros.datasets.sample import (apply_limit, FileDataset, IGNORE, INLIER, natural_key,
+from dense_ood_ros.datasets.sample import (apply_limit, FileDataset, INLIER, natural_key,
                                            OUTLIER, pair_files, read_labelled, require_dirs,
                                            Sample)
+from dense_ood_ros.labels import IGNORE_INDEX
 
 DATASET = 'StreetHazards'
 CLASS_NAMES = ('unlabeled', 'building', 'fence', 'other', 'pedestrian', 'pole', 'road line',
@@ -56,7 +57,7 @@ _ALIASES = {'training': 'train', 'validation': 'val'}
 
 
 def _build_luts():
-    semantic = np.full(256, IGNORE, np.uint8)
+    semantic = np.full(256, IGNORE_INDEX, np.uint8)
     # The benchmark has no void in its OOD labels: everything but the anomaly is an inlier.
     ood = np.full(256, INLIER, np.uint8)
     for class_id in range(len(CLASS_NAMES)):

@@ -40,8 +40,8 @@ import pathlib
 
 import numpy as np
 
-from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from dense_ood_ros.datasets.sample import (FileDataset, IGNORE, INLIER, OUTLIER, Sample, VOID,
+from dense_ood_ros.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
+from dense_ood_ros.datasets.sample import (FileDataset, INLIER, OUTLIER, Sample,
                                            apply_limit, check_same_size, natural_key, pair_files,
                                            read_image, read_rgb, require_dirs)
 
@@ -171,9 +171,9 @@ COMPACT_PALETTE = tuple(colour for c, colour in zip(CITYSCAPES_CLASSES, CITYSCAP
 def _build_tables():
     train_id = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}
     compact_id = {name: i for i, name in enumerate(COMPACT_CLASSES)}
-    to_train = np.full(256, IGNORE, np.uint8)
-    to_compact = np.full(256, IGNORE, np.uint8)
-    to_ood = np.full(256, VOID, np.uint8)
+    to_train = np.full(256, IGNORE_INDEX, np.uint8)
+    to_compact = np.full(256, IGNORE_INDEX, np.uint8)
+    to_ood = np.full(256, IGNORE_INDEX, np.uint8)
     for vistas_id, (name, _) in enumerate(VISTAS_CLASSES):
         target = VISTAS_TO_CITYSCAPES.get(name)
         if target is None:
@@ -195,7 +195,7 @@ VISTAS_TO_TRAIN_ID, VISTAS_TO_COMPACT, VISTAS_TO_OOD = _build_tables()
 @functools.cache
 def _colour_to_id():
     """24-bit packed RGB -> Vistas id, 255 for colours outside the table (16 MiB, built once)."""
-    lut = np.full(1 << 24, IGNORE, np.uint8)
+    lut = np.full(1 << 24, IGNORE_INDEX, np.uint8)
     for vistas_id, (_, (r, g, b)) in enumerate(VISTAS_CLASSES):
         lut[(r << 16) | (g << 8) | b] = vistas_id
     lut.flags.writeable = False
@@ -213,7 +213,7 @@ def decode_vistas_label(raw, path):
     if raw.ndim == 3 and raw.shape[2] in (3, 4):
         bgr = raw[..., :3].astype(np.int32)  # a palette with transparency comes back as BGRA
         ids = _colour_to_id()[(bgr[..., 2] << 16) | (bgr[..., 1] << 8) | bgr[..., 0]]
-        unknown = ids == IGNORE
+        unknown = ids == IGNORE_INDEX
         if unknown.any():
             y, x = np.argwhere(unknown)[0]
             raise ValueError(f'label {path} has colour {tuple(raw[y, x, ::-1].tolist())} (RGB) '
@@ -272,5 +272,5 @@ class VistasNPDataset(FileDataset):
         ood = None
         if self.split == 'test':
             ood = VISTAS_TO_OOD[ids]
-            semantic[ood == OUTLIER] = IGNORE
+            semantic[ood == OUTLIER] = IGNORE_INDEX
         return Sample(name=image_path.stem, image=image, semantic=semantic, ood=ood)
