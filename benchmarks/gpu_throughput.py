@@ -18,7 +18,7 @@ and the printed lines say what that is:
   fp16 is the node's half=True: weights and input in float16.
 - Training: the joint step of Algorithm 2 from config/train_cityscapes.yaml (batch 6 of
   512x512 crops, its checkpointing and amp settings) with cudnn.benchmark set as the
-  trainer sets it (train.joint._set_determinism) and the batch collated and moved to the
+  trainer sets it (train.build.set_determinism) and the batch collated and moved to the
   GPU by the trainer's own functions (NCHW). The trainer draws one outlier size per step;
   here the steps cycle through every size evenly (each one first as warm-up, so cuDNN's
   tuning for each new flow shape is not timed), so the rate is the trainer's average over

@@ -14,7 +14,7 @@ import yaml
 from train.data import registry
 
 # Dataset names the training loop can read: the registered readers, and 'synthetic', the
-# procedural street world rendered in memory (train.data.world). 'cifar10' is the
+# procedural street world rendered in memory (train.build, train.data.synthetic). 'cifar10' is the
 # image-wide task's (task: classify) only dataset.
 DATASETS = ('synthetic', *registry.DATASETS, 'cifar10')
 # 'dense': LDN-121 with pasted outlier patches (Algorithm 2); 'classify': VGG-13 on whole

@@ -36,7 +36,7 @@ DATASETS = {
                     'Fishyscapes L&F layout'),
 }
 # Names the tools that read data from disk have always taken. A training config's
-# 'synthetic' is another thing: the world rendered in memory (train.data.world).
+# 'synthetic' is another thing: the world rendered in memory (train.build, train.data.synthetic).
 ALIASES = {'synthetic': 'synthetic_lf'}
 
 
