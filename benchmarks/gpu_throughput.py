@@ -162,7 +162,8 @@ def training_rate(*, device, config_path=CONFIG, rounds=2, overrides=()):
     """Return the TrainingRate of train.joint's step, every outlier size `rounds` times."""
     from dense_ood_ros.normalization import Normalizer
     from train.build import (
-        build_amp, build_flow, build_optimizers, build_task, outlier_settings, set_determinism)
+        build_amp, build_flow, build_optimizers, build_task, loop_settings, outlier_settings,
+        set_determinism)
     from train.config import load_config
     from train.step import step_randomness, train_step
 
@@ -170,12 +171,13 @@ def training_rate(*, device, config_path=CONFIG, rounds=2, overrides=()):
     config = load_config(config_path, overrides=['model.backbone_weights=null', *overrides])
     set_determinism(config, device)
     torch.manual_seed(0)
-    segmenter = build_task(config).make_model(len(CITYSCAPES_CLASSES))
-    segmenter = segmenter.to(device).train()
+    task, loop = build_task(config), loop_settings(config)
+    segmenter = task.make_model(len(CITYSCAPES_CLASSES)).to(device).train()
     flow = build_flow(config).to(device).train()
-    optimizers, _ = build_optimizers(config, segmenter, flow, device=device)
+    optimizers, _ = build_optimizers(config, segmenter, flow, device=device,
+                                     param_groups=task.param_groups(segmenter))
     amp = build_amp(config, device)
-    batch, crop = config['optim']['batch_size'], config['data']['crop_size']
+    batch, crop = loop.batch_size, loop.crop_size
     images, labels = _training_batch(batch, crop, device)
     drawn = outlier_settings(config)
     normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device=device)
@@ -194,7 +196,7 @@ def training_rate(*, device, config_path=CONFIG, rounds=2, overrides=()):
     return TrainingRate(its=its, batch=batch, crop=crop, sizes=drawn.sizes,
                         steps=rounds * len(per_size), layout=_layout(images),
                         cudnn_benchmark=torch.backends.cudnn.benchmark, precision=precision,
-                        checkpointing=config['model']['checkpointing'])
+                        checkpointing=task.checkpointing)
 
 
 def summary(name, fp32, strict, fp16, train, *, fp32_name):

@@ -39,12 +39,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from dense_ood_ros.atomic_file import write_json  # noqa: E402
 from dense_ood_ros.checkpoint import load_checkpoint  # noqa: E402
 from dense_ood_ros.pipeline import DenseOODPipeline  # noqa: E402
+from train.build import synthetic_world  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.data.registry import build_dataset, known_names  # noqa: E402
-from train.data.synthetic import SyntheticStreetWorld  # noqa: E402
-from train.evaluate import evaluate, write_json  # noqa: E402
+from train.evaluate import evaluate  # noqa: E402
 from train.state import MODEL_FILE, RESUME_FILE  # noqa: E402
 
 # Variant -> the config overrides that make it; everything else is the config's.
@@ -204,9 +205,9 @@ def test_samples(args, config):
     """Return the test set: the synthetic world's test split, or a dataset on disk."""
     if args.eval_root:
         return build_dataset(args.eval_dataset, args.eval_root)
-    world = config['data']['synthetic']
-    return SyntheticStreetWorld('test', num_images=args.test_images, height=world['height'],
-                                width=world['width'], seed=world['seed'])
+    # The training world's scene size and seed; its test split is the only one with anomalies.
+    return synthetic_world(config['data'], split='test', num_images=args.test_images,
+                           cache=False)
 
 
 def evaluate_run(args):

@@ -69,9 +69,11 @@ def measure(config_path, *, checkpointing, batch, crop, device_name):
     device = resolve_device(device_name)
     baseline_kb = _status_kb('VmRSS') if device.type == 'cpu' else 0
     torch.manual_seed(0)
-    segmenter = build_task(config).make_model(19).to(device).train()
+    task = build_task(config)
+    segmenter = task.make_model(19).to(device).train()
     flow = build_flow(config).to(device).train()
-    optimizers, _ = build_optimizers(config, segmenter, flow, device=device)
+    optimizers, _ = build_optimizers(config, segmenter, flow, device=device,
+                                     param_groups=task.param_groups(segmenter))
     settings = outlier_settings(config)
     largest = fit_size(max(settings.sizes), crop, crop, divisor=flow.size_divisor)
     settings = OutlierSettings(mode='rnvp', sizes=(largest,), lam=settings.lam)
@@ -130,18 +132,17 @@ def _run_variant(args, variant, shape):
 
 def paper_shape(config_path):
     """Return (batch, crop) of the training config: the paper's batch 6 of 512x512 crops."""
+    from train.build import loop_settings
     from train.config import load_config
 
-    config = load_config(config_path)
-    return config['optim']['batch_size'], config['data']['crop_size']
+    loop = loop_settings(load_config(config_path))
+    return loop.batch_size, loop.crop_size
 
 
 def _uses_cuda(device_name):
-    import torch
+    from dense_ood_ros.devices import resolve_device
 
-    if device_name == 'auto':
-        return torch.cuda.is_available()
-    return torch.device(device_name).type == 'cuda'
+    return resolve_device(device_name).type == 'cuda'
 
 
 def shapes_to_try(args, paper):

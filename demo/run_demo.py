@@ -256,7 +256,7 @@ def main(argv=None):
     run(module('train.data.synthetic', '--out', world, '--split', 'test', '--num-images',
                args.images, '--height', args.height, '--width', args.width, '--seed',
                args.seed), env)
-    run(module('dense_ood_ros.tools.dataset_to_bag', '--dataset', 'synthetic', '--root', world,
+    run(module('dense_ood_ros.tools.dataset_to_bag', '--dataset', 'synthetic_lf', '--root', world,
                '--out', bag, '--fps', args.fps, '--force'), env)
     step('3/4 play_bag -> perception_node -> eval_stream')
     try:

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+from dense_ood_ros.devices import device_form_problem
 from dense_ood_ros.onnx_pipeline import DEFAULT_PROVIDERS
 from dense_ood_ros.pipeline_common import PIPELINE_PARAMETER_DEFAULTS, UPSAMPLE_MODES
 from dense_ood_ros.regions import DEFAULT_DRIVABLE_CLASSES, REGION_SCORES
@@ -97,7 +98,7 @@ def validate(name, value):
         'checkpoint': lambda v: None if v else 'a checkpoint path is required',
         'providers': lambda v: (None if v and all(isinstance(p, str) and p for p in v)
                                 else 'must name at least one ONNX Runtime provider'),
-        'device': _check_device,
+        'device': device_form_problem,
         'input_short_edge': lambda v: None if v == 0 or v >= 32 else 'must be 0 or >= 32',
         'upsample': lambda v: (None if v in UPSAMPLE_MODES
                                else f'must be one of {UPSAMPLE_MODES}'),
@@ -157,14 +158,6 @@ def check_persistence(params):
 def drivable_names(value):
     """Return the drivable class names of the parameter; [''] (or []) means none."""
     return [name for name in value if name]
-
-
-def _check_device(value):
-    if value in ('auto', 'cpu', 'cuda'):
-        return None
-    if value.startswith('cuda:') and value[5:].isdigit():
-        return None
-    return 'must be auto, cpu, cuda or cuda:N'
 
 
 def camera_names(value):

@@ -13,7 +13,7 @@ from dense_ood_ros.normalization import pixel_normalization
 from dense_ood_ros.pipeline_common import (  # noqa: F401
     check_rgb, network_size, PIPELINE_PARAMETER_DEFAULTS, pipeline_values, PipelineResult,
     PipelineSettings, resize_labels, resize_score, resolve_settings, STRIDE, UPSAMPLE_MODES)
-from dense_ood_ros.scores import SCORES, anomaly_score  # noqa: F401
+from dense_ood_ros.scores import anomaly_score
 
 
 class DenseOODPipeline(PipelineSettings):

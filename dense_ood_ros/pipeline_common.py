@@ -187,10 +187,23 @@ def pipeline_values(params):
 
 
 def resolve_settings(checkpoint, *, score=None, temperature=None, threshold=None):
-    """Return (score, temperature, threshold) with None taken from the checkpoint."""
+    """Return (score, temperature, threshold) with None taken from the checkpoint.
+
+    The parameter file's spellings of "unset" (0, '', a negative threshold) are refused
+    here: they reach this layer only through pipeline_values, which turns them into None.
+    """
     score = checkpoint.default_score if score is None else score
     if score not in SCORES:
-        raise ValueError(f'score {score!r}: expected one of {SCORES}')
-    temperature = checkpoint.temperatures[score] if temperature is None else float(temperature)
-    threshold = checkpoint.threshold if threshold is None else float(threshold)
-    return score, temperature, threshold
+        raise ValueError(f'score {score!r}: expected one of {SCORES} (None: the '
+                         "checkpoint's)")
+    if temperature is None:
+        temperature = checkpoint.temperatures[score]
+    elif not float(temperature) > 0:
+        raise ValueError(f'temperature {temperature!r} must be positive (None: the '
+                         "checkpoint's)")
+    if threshold is None:
+        threshold = checkpoint.threshold
+    elif not float(threshold) >= 0:
+        raise ValueError(f'threshold {threshold!r} must be >= 0 (None: the '
+                         "checkpoint's)")
+    return score, float(temperature), float(threshold)

@@ -7,7 +7,9 @@ import torch
 
 from conftest import make_tiny_checkpoint
 from dense_ood_ros.checkpoint import build_model_from_checkpoint, CheckpointError
-from dense_ood_ros.pipeline import DenseOODPipeline, network_size, pipeline_from_params
+from dense_ood_ros.devices import resolve_device
+from dense_ood_ros.pipeline import (
+    DenseOODPipeline, network_size, pipeline_from_params, pipeline_values, resolve_settings)
 from dense_ood_ros.scores import entropy, msp
 from dense_ood_ros.visualize import overlay
 
@@ -182,3 +184,48 @@ def test_weights_that_do_not_fit_name_the_file_the_checkpoint_came_from():
     ckpt.palette = ckpt.palette + [[1, 2, 3]]
     with pytest.raises(CheckpointError, match='vehicle.pt: weights do not fit'):
         pipeline_from_params(ckpt, {'device': 'cpu'}, path='/maps/vehicle.pt')
+
+
+def test_the_parameter_files_unset_spellings_become_none_and_take_the_checkpoints_values():
+    checkpoint = make_tiny_checkpoint()
+    values = pipeline_values({'score': '', 'temperature': 0.0, 'threshold': -1.0,
+                              'input_short_edge': 0, 'not_a_pipeline_key': 1})
+    assert {key: values[key] for key in ('score', 'temperature', 'threshold',
+                                         'input_short_edge')} == dict.fromkeys(
+        ('score', 'temperature', 'threshold', 'input_short_edge'))
+    assert 'not_a_pipeline_key' not in values
+    assert pipeline_values(values) == values  # None stays None
+    assert resolve_settings(checkpoint) == (
+        checkpoint.default_score, checkpoint.temperatures[checkpoint.default_score],
+        checkpoint.threshold)
+    assert resolve_settings(checkpoint, score='entropy', temperature=3, threshold=0.0) == (
+        'entropy', 3.0, 0.0)
+    set_values = pipeline_values({'score': 'msp', 'temperature': 2.0, 'threshold': 0.0})
+    assert (set_values['score'], set_values['temperature'], set_values['threshold']) == (
+        'msp', 2.0, 0.0)
+
+
+@pytest.mark.parametrize('setting, match', [
+    ({'score': ''}, "score '': expected one of"),
+    ({'temperature': 0.0}, 'temperature 0.0 must be positive'),
+    ({'threshold': -1.0}, 'threshold -1.0 must be >= 0'),
+])
+def test_below_the_ros_boundary_only_none_means_unset(setting, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_settings(make_tiny_checkpoint(), **setting)
+
+
+@pytest.mark.parametrize('requested, cuda_count, expected', [
+    ('auto', 0, 'cpu'), ('auto', 2, 'cuda'), ('cpu', 2, 'cpu'), ('cuda:1', 2, 'cuda:1')])
+def test_device_settings_resolve_to_what_this_process_has(requested, cuda_count, expected):
+    assert str(resolve_device(requested, cuda_count=cuda_count)) == expected
+
+
+@pytest.mark.parametrize('requested, cuda_count, match', [
+    ('gpu', 0, "device 'gpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ('cuda', 0, "device 'cuda' requested but CUDA is not available"),
+    ('cuda:2', 2, r"device 'cuda:2' needs GPU 2 but this process sees 2$"),
+])
+def test_a_device_this_process_lacks_is_named(requested, cuda_count, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_device(requested, cuda_count=cuda_count)

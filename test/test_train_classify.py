@@ -287,3 +287,20 @@ def test_cli_trains_and_exports_a_checkpoint_the_evaluator_reads(cli_run, cifar_
         'svhn': 12, 'lsun_resize': 10, 'tinyimagenet_resize': 10}
     # The same weights twice give the same numbers.
     assert payload['models'][0]['ood'] == payload['models'][1]['ood']
+
+
+def test_validation_on_an_empty_set_logs_nan_and_gives_the_model_back_in_training():
+    class Empty:
+        images = np.zeros((0, 32, 32, 3), np.uint8)
+        labels = np.zeros(0, np.int64)
+
+        def __len__(self):
+            return 0
+
+    task = ClassifyTask(lr=1e-3)
+    model = task.make_model(10).train()
+    metrics = task.validate(model, Empty(), class_names=None, device='cpu')
+    assert math.isnan(metrics['accuracy']) and math.isnan(metrics['msp'])
+    assert metrics['images'] == 0 and model.training
+    assert 'accuracy nan' in task.validation_message(metrics)
+    assert set(task.validation_row(metrics)) == {'val_accuracy', 'val_msp'}

@@ -84,6 +84,10 @@ def test_resume_continues_exactly(tmp_path):
     assert not (tmp_path / 'resumed' / 'model.pt').exists()
     payload = torch.load(tmp_path / 'resumed' / 'resume.pt', weights_only=True)
     assert payload['iteration'] == 3 and payload['config'] == config
+    # The layout resume files have always had: older runs must keep resuming.
+    assert set(payload) == {'format', 'format_version', 'iteration', 'config', 'segmenter',
+                            'flow', 'optimizer', 'flow_optimizer', 'scheduler', 'scaler', 'rng',
+                            'counters'}
 
     # A new process would start from scratch: scramble the global generators first.
     torch.manual_seed(1234)
@@ -206,7 +210,7 @@ def test_the_exported_checkpoint_runs_in_the_nodes_pipeline(cli_run):
     assert ckpt.num_classes == 19 and ckpt.input_short_edge == 64
     assert ckpt.temperatures == {'msp': 10.0, 'entropy': 2.0}
     assert ckpt.train['iteration'] == 2 and ckpt.train['config']['optim']['iterations'] == 2
-    assert 'git_commit' in ckpt.train
+    assert set(ckpt.train) == {'config', 'iteration', 'git_commit', 'command'}
     # The exact command, so the checkpoint says how to make it again.
     assert ckpt.train['command'] == (
         f'python -m train.joint --config {out.parent / "tiny.yaml"} --out {out} '

@@ -72,10 +72,11 @@ class RunRecord:
         changed = [key for key in config_differences(saved, self.config)
                    if not key.startswith(RESUMABLE_CHANGES)]
         if changed:
+            allowed = ', '.join(key + '*' if key.endswith('.') else key
+                                for key in RESUMABLE_CHANGES)
             raise ConfigError(f'{where}: the config differs from the one this run started with '
                               f'in {", ".join(changed)}; resume with the same config '
-                              '(only log.*, validation.*, data.num_workers, device and '
-                              'export.* may change)')
+                              f'(only {allowed} may change)')
 
 
 @dataclasses.dataclass
@@ -114,17 +115,14 @@ def build_flow(config):
     return RealNVP(**flow_config(config), checkpointing=config['flow']['checkpointing'])
 
 
-def build_optimizers(config, network, flow, *, device, param_groups=None):
+def build_optimizers(config, network, flow, *, device, param_groups):
     """Return (Optimizers, cosine scheduler) as in the paper's section 5.2.
 
-    Adam at lr_backbone for DenseNet-121 and lr_upsampling for the rest (or the given
-    `param_groups`), cosine-annealed to lr_min over the run; the flow gets Adam with its
+    Adam over the task's `param_groups` (LDN: lr_backbone for DenseNet-121, lr_upsampling
+    for the rest), cosine-annealed to lr_min over the run; the flow gets Adam with its
     defaults (lr 1e-3) and no schedule.
     """
     optim = config['optim']
-    if param_groups is None:
-        param_groups = DenseTask.param_groups_of(network, optim['lr_backbone'],
-                                                 optim['lr_upsampling'])
     network_opt = torch.optim.Adam(param_groups)
     flow_opt = (torch.optim.Adam(flow.parameters(), lr=optim['flow_lr'])
                 if flow is not None else None)
@@ -198,13 +196,23 @@ def _dataset(section, *, limit=None):
     """
     name = section['dataset']
     if name == 'synthetic':
-        world = section['synthetic']
-        num_images = min(world['num_images'], limit or world['num_images'])
-        return SyntheticStreetWorld(section['split'], num_images=num_images,
-                                    height=world['height'], width=world['width'],
-                                    seed=world['seed'], cache=True)
+        return synthetic_world(section, limit=limit)
     kwargs = {'limit': limit} if limit else {}
     return build_dataset(name, section['root'], section['split'], **kwargs)
+
+
+def synthetic_world(section, *, split=None, num_images=None, limit=None, cache=True):
+    """Return the synthetic world of a config section ('data' or 'validation').
+
+    `split` and `num_images` replace the section's; at most `limit` images; the Samples are
+    cached unless `cache` is False (a set read once).
+    """
+    world = section['synthetic']
+    num_images = num_images or world['num_images']
+    num_images = min(num_images, limit or num_images)
+    return SyntheticStreetWorld(split or section['split'], num_images=num_images,
+                                height=world['height'], width=world['width'],
+                                seed=world['seed'], cache=cache)
 
 
 def training_dataset(config):
@@ -253,7 +261,7 @@ def build_run(config, env):
     """Return the RunParts of a resolved config on `env`'s device.
 
     The order is the one training has always used, because it fixes every random draw:
-    seed, data sets, segmenter initialisation, flow initialisation.
+    seed, data sets, network initialisation, flow initialisation.
     """
     device = env.device
     set_determinism(config, device)

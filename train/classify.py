@@ -68,7 +68,8 @@ class ClassifyTask:
 
     mean, std = cifar.MEAN, cifar.STD
     scalar_columns = SCALAR_COLUMNS
-    probe_columns = ()
+    # The StepResult fields averaged over a log row.
+    step_scalars = ('loss', 'ce', 'kl', 'nll')
     lr_names = ('lr_classifier',)
     progress_lr = 'lr_classifier'
     sample_wrapper = TransformedImages
@@ -101,7 +102,15 @@ class ClassifyTask:
         evaluator.process(*predict(model, val_set.images, mean=self.mean, std=self.std,
                                    device=device), val_set.labels)
         result = evaluator.evaluate()
-        return {key: result[key] for key in ('accuracy', 'msp', 'images')}
+        # An empty set has no accuracy: NaN in the log, like the dense task's undefined metrics.
+        return {key: math.nan if result[key] is None else result[key]
+                for key in ('accuracy', 'msp', 'images')}
+
+    @staticmethod
+    def log_row(means, probes):
+        """Return this task's scalars.csv columns of a log row (the dense task's probes aside)."""
+        del probes
+        return {key: means.get(key, math.nan) for key in ('loss', 'ce', 'kl', 'nll')}
 
     @staticmethod
     def validation_row(metrics):

@@ -11,6 +11,7 @@ import os
 
 import yaml
 
+from dense_ood_ros.devices import device_form_problem
 from train.data import registry
 
 # Dataset names the training loop can read: the registered readers, and 'synthetic', the
@@ -173,15 +174,6 @@ def _string(*, nullable=False):
     return check
 
 
-def _device(value):
-    if not isinstance(value, str):
-        return "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-    if value in ('auto', 'cpu', 'cuda'):
-        return None
-    index = value[len('cuda:'):] if value.startswith('cuda:') else ''
-    return None if index.isdigit() else "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-
-
 def _synthetic_checks(prefix):
     return {
         f'{prefix}.synthetic.num_images': _int_at_least(1),
@@ -195,7 +187,7 @@ def _synthetic_checks(prefix):
 CHECKS = {
     'task': _choice(TASKS),
     'seed': _int_at_least(0),
-    'device': _device,
+    'device': device_form_problem,
     'amp': _choice(AMP_MODES),
     'deterministic': _boolean,
     'data.dataset': _choice(DATASETS),

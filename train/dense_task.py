@@ -31,7 +31,8 @@ class DenseTask:
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     scalar_columns = SCALAR_COLUMNS
-    probe_columns = PROBE_COLUMNS
+    # The StepResult fields averaged over a log row.
+    step_scalars = ('loss', 'ce', 'kl', 'nll', 'size', 'entropy')
     # Names of the model's optimizer groups in the log, and the one shown live.
     lr_names = ('lr_backbone', 'lr_upsampling')
     progress_lr = 'lr_upsampling'
@@ -89,6 +90,15 @@ class DenseTask:
         (row,) = result['rows']
         metrics = {**row, 'pixel_accuracy': result['pixel_accuracy'], 'images': result['images']}
         return {key: math.nan if value is None else value for key, value in metrics.items()}
+
+    @staticmethod
+    def log_row(means, probes):
+        """Return this task's scalars.csv columns of a log row (step means and probes)."""
+        row = {key: means.get(key, math.nan) for key in ('loss', 'ce', 'kl', 'nll', 'size')}
+        row['pasted_entropy'] = means.get('entropy', math.nan)
+        row.update({key: probes.get(key, math.nan) for key in PROBE_COLUMNS
+                    if key != 'pasted_entropy'})
+        return row
 
     @staticmethod
     def validation_row(metrics):

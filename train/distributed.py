@@ -2,13 +2,14 @@
 
 import dataclasses
 import os
-import sys
 import warnings
 
 import torch
 import torch.distributed as dist
 
 from dense_ood_ros.devices import check_gpu, cuda_device_count, resolve_device
+
+GPU_HINT = 'check CUDA_VISIBLE_DEVICES and --nproc_per_node'
 
 
 @dataclasses.dataclass
@@ -45,14 +46,15 @@ def choose_device(requested, *, local_rank=0, world_size=1, cuda_count=0):
         return torch.device('cpu'), ['CUDA is not available: training on the CPU (slow; '
                                      'fine for the demo config and tests)']
     # Under torchrun the index is overridden below, so only the form and CUDA are checked.
-    seen = cuda_count if world_size == 1 or not cuda_count else sys.maxsize
-    device = resolve_device('cuda' if requested == 'auto' else requested, cuda_count=seen)
+    device = resolve_device('cuda' if requested == 'auto' else requested,
+                            cuda_count=cuda_count, check_index=world_size == 1, hint=GPU_HINT)
     if device.type != 'cuda':
         return device, []
     if world_size == 1:
         return torch.device('cuda', device.index or 0), []
     check_gpu(local_rank, cuda_count,
-              f'LOCAL_RANK {local_rank} (torchrun puts each process on GPU LOCAL_RANK)')
+              f'LOCAL_RANK {local_rank} (torchrun puts each process on GPU LOCAL_RANK)',
+              hint=GPU_HINT)
     warned = []
     if device.index is not None and device.index != local_rank:
         warned.append(f'device {requested!r} ignored under torchrun: process {local_rank} '

@@ -22,11 +22,11 @@ import sys
 
 from dense_ood_ros.checkpoint import CheckpointError
 from train import state
-from train.build import build_run, init_process
+from train.build import build_trainer, init_process
 from train.config import ConfigError, load_config
 from train.distributed import shutdown
 from train.logging_utils import peak_memory_report
-from train.trainer import Trainer, TrainingError
+from train.trainer import TrainingError
 
 
 def parse_args(argv=None):
@@ -71,7 +71,7 @@ def main(argv=None):
     try:
         try:
             # Dataset readers report a missing root or an empty split as OSError/ValueError.
-            trainer = Trainer(build_run(config, env), out_dir=out_dir, env=env)
+            trainer = build_trainer(config, out_dir=out_dir, env=env)
         except (OSError, ValueError) as error:
             raise TrainingError(f'cannot set up training: {error}') from error
         trainer.command = command_line(sys.argv[1:] if argv is None else argv)

@@ -53,13 +53,13 @@ def step_randomness(seed, iteration, *, rank=0, device='cpu'):
 
 @dataclasses.dataclass
 class Amp:
-    """Autocast settings for the segmenter; `dtype` None means full precision."""
+    """Autocast settings for the network (either task); `dtype` None means full precision."""
 
     device_type: str = 'cpu'
     dtype: torch.dtype = None
 
     def autocast(self):
-        """Return the autocast context of the segmenter's forward pass."""
+        """Return the autocast context of the network's forward pass."""
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)

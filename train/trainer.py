@@ -50,7 +50,8 @@ class StepParts:
 class _Window:
     """Running means of step scalars between two log rows."""
 
-    def __init__(self):
+    def __init__(self, keys):
+        self.keys = keys  # the StepResult fields the task logs
         self.sums, self.counts = {}, {}
         self.start = time.perf_counter()
         self.steps = 0
@@ -60,7 +61,7 @@ class _Window:
         self.steps += 1
         if result.probes:
             self.probes = dict(result.probes)
-        for key in ('loss', 'ce', 'kl', 'nll', 'size', 'entropy'):
+        for key in self.keys:
             value = getattr(result, key)
             if not result.skipped and not math.isnan(value):
                 self.sums[key] = self.sums.get(key, 0.0) + value
@@ -120,7 +121,7 @@ class Trainer:
 
     def _step(self, images, labels, randomness):
         """Run the task's update; the step that opens a log row probes the flow (rank 0)."""
-        probe = bool(self.task.probe_columns) and self.env.is_main and self._probe_due()
+        probe = self.env.is_main and self._probe_due()
         return self.task.step(self.step_parts, images, labels, randomness, probe=probe)
 
     def _probe_due(self):
@@ -134,6 +135,8 @@ class Trainer:
         return {
             'iteration': self.iteration,
             'config': self.record.config,
+            # 'segmenter' (also for VGG-13): the key resume files have always had, so that
+            # runs started before the task objects existed still resume.
             'segmenter': state.cpu_state_dict(self.network),
             'flow': state.cpu_state_dict(self.flow) if self.flow is not None else None,
             'optimizer': self.optimizers.network.state_dict(),
@@ -284,7 +287,7 @@ class Trainer:
         loader = self._training_loader(stop)
         bar = tqdm(total=end, initial=self.iteration, disable=not main, dynamic_ncols=True,
                    desc='train', unit='it')
-        window = _Window()
+        window = _Window(self.task.step_scalars)
         try:
             for index, batch in enumerate(loader):
                 if index == 1:
@@ -293,7 +296,7 @@ class Trainer:
                 bar.update(1)
                 self._after_step(logger, window, bar)
                 if self._due(self.loop.log_interval):
-                    window = _Window()
+                    window = _Window(self.task.step_scalars)
             if self.iteration >= end:
                 self._finish(logger)
             elif self.iteration > 0:
@@ -339,13 +342,9 @@ class Trainer:
                 'mem': f'{current_memory_mb(self.device):.0f}MB'}, refresh=False)
         if logger is not None and self._due(loop.log_interval):
             logger.log(self.iteration, {
-                **{key: means.get(key, math.nan) for key in ('loss', 'ce', 'kl', 'nll',
-                                                             'size')},
-                **self._learning_rates(), 'it_per_s': window.rate(),
-                'memory_mb': peak_memory_mb(self.device), 'skipped_steps': self.skipped_steps,
-                'pasted_entropy': means.get('entropy', math.nan),
-                **{key: window.probes.get(key, math.nan) for key in self.task.probe_columns
-                   if key != 'pasted_entropy'}})
+                **self.task.log_row(means, window.probes), **self._learning_rates(),
+                'it_per_s': window.rate(), 'memory_mb': peak_memory_mb(self.device),
+                'skipped_steps': self.skipped_steps})
         if self._due(loop.sample_interval):
             self.save_samples()
         if self._due(loop.validation_interval) and self.iteration < loop.iterations:
