@@ -14,7 +14,7 @@ Measured in one run:
    in-node pipeline time, from its /diagnostics), which leaves the transport out.
 The client subscribes to semantic, anomaly_score and anomaly_mask, as a planner would; the
 node runs in its own process, as on a vehicle. Large frames cross DDS much faster with
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see README); the line says which transport ran.
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (see docs/node.md); the line says which transport ran.
 """
 
 import argparse

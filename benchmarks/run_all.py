@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # (script, extra environment). node_overhead uses Fast DDS's large-data transport, as a
-# deployment sending camera frames between processes should (see the README).
+# deployment sending camera frames between processes should (see docs/node.md).
 BENCHMARKS = [
     ('pipeline_overhead.py', {}),
     ('upsample_cost.py', {}),
