@@ -183,14 +183,18 @@ class Client:
             p.get_subscription_count() > 0 for p in publishers) and all(
             self.node.count_publishers(topic) > 0 for topic in self.received), timeout)
 
-    def handshake(self, publisher, msg, topics, timeout=60.0, period=0.5):
+    def handshake(self, publisher, msg, topics, timeout=60.0, period=0.5, before=()):
         """Publish `msg` every `period` s until each of `topics` got a message; return success.
 
         Matching is asynchronous on both ends, so the first frames after start-up can be lost;
-        tests that count frames begin after this.
+        tests that count frames begin after this. `before` holds (publisher, message) pairs
+        published ahead of `msg` each time, for what the node needs first (a CameraInfo):
+        published once, it can be lost the same way.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for first, message in before:
+                first.publish(message)
             publisher.publish(msg)
             if self.spin_until(lambda: all(self.received[t] for t in topics), period):
                 return True
