@@ -22,6 +22,7 @@ from train.data.registry import build_dataset
 from train.data.synthetic import SyntheticStreetWorld
 from train.dense_task import DenseTask
 from train.distributed import DistEnv, init_distributed, select_device
+from train.init_weights import load_initial_weights
 from train.outliers import OutlierSettings
 from train.step import Amp, Optimizers
 from train.trainer import Trainer
@@ -162,7 +163,9 @@ def outlier_settings(config):
     section = config['outliers']
     return OutlierSettings(mode=section['mode'], sizes=tuple(outlier_sizes(config)),
                            lam=section['lambda'], noise_mean=section['noise_mean'],
-                           noise_std=section['noise_std'], flow_signal=section['flow_signal'])
+                           noise_std=section['noise_std'], flow_signal=section['flow_signal'],
+                           shade_match=section['shade_match'],
+                           shade_offset=section['shade_offset'])
 
 
 def build_task(config):
@@ -261,7 +264,8 @@ def build_run(config, env):
     """Return the RunParts of a resolved config on `env`'s device.
 
     The order is the one training has always used, because it fixes every random draw:
-    seed, data sets, network initialisation, flow initialisation.
+    seed, data sets, network initialisation, flow initialisation. `model.init_weights`
+    then overwrites the initial weights, so the draws after it stay the same.
     """
     device = env.device
     set_determinism(config, device)
@@ -275,6 +279,10 @@ def build_run(config, env):
     flow = build_flow(config)
     if flow is not None:
         flow.to(device).train()
+    spec = export_spec(config)
+    if config['model']['init_weights'] is not None:
+        load_initial_weights(config['model']['init_weights'], network=network, flow=flow,
+                             class_names=class_names, spec=spec)
     optimizers, scheduler = build_optimizers(config, network, flow, device=device,
                                              param_groups=task.param_groups(network))
     return RunParts(
@@ -283,7 +291,7 @@ def build_run(config, env):
         scheduler=scheduler, amp=build_amp(config, device),
         normalize=Normalizer(task.mean, task.std, device=device), outliers=outliers,
         transform=build_transform(config), loop=loop_settings(config),
-        export=export_spec(config), record=RunRecord(config))
+        export=spec, record=RunRecord(config))
 
 
 def build_trainer(config, *, out_dir, env=None):

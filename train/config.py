@@ -60,6 +60,9 @@ DEFAULTS = {
     'model': {
         'arch': 'ldn121',
         'backbone_weights': None,
+        # A checkpoint (model.pt) whose network, and flow if the run has one, start this run
+        # instead of a random initialisation: fine-tuning. Optimizers and schedule start anew.
+        'init_weights': None,
         'checkpointing': True,
     },
     'flow': {
@@ -80,6 +83,12 @@ DEFAULTS = {
         'size_step': 8,
         'noise_mean': 0.5,
         'noise_std': 0.25,
+        # Dense task: the share of pasted patches whose mean colour is moved to that of the
+        # pixels they cover plus a common offset in [-shade_offset, shade_offset], so that
+        # some outliers differ from their surroundings by texture and a slight shade only
+        # (docs/method.md section 7). 0 pastes every patch as made.
+        'shade_match': 0.0,
+        'shade_offset': 0.2,
     },
     'optim': {
         'batch_size': 6,
@@ -207,6 +216,7 @@ CHECKS = {
     **_synthetic_checks('validation'),
     'model.arch': _choice(tuple(TASK_ARCHS.values())),
     'model.backbone_weights': _string(nullable=True),
+    'model.init_weights': _string(nullable=True),
     'model.checkpointing': _boolean,
     'flow.num_scales': _int_at_least(1),
     'flow.mid_channels': _int_at_least(1),
@@ -220,6 +230,8 @@ CHECKS = {
     'outliers.size_step': _int_at_least(1),
     'outliers.noise_mean': _number_in(0.0, 1.0),
     'outliers.noise_std': _positive_number,
+    'outliers.shade_match': _number_in(0.0, 1.0),
+    'outliers.shade_offset': _number_in(0.0, 1.0),
     # Batch norm in LDN's 1x1 pyramid level needs two images per batch (per process).
     'optim.batch_size': _int_at_least(2),
     'optim.iterations': _int_at_least(1),

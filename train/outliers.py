@@ -14,7 +14,8 @@ class OutlierSettings:
     `sizes` are the candidate patch sides, one drawn per step; `lam` weighs the KL term.
     `flow_signal` says what of Lseg reaches the flow in the dense task: 'full' (all of
     Eq. 4, through the receptive field too; the default) or 'pasted' (the KL term on pasted
-    pixels).
+    pixels). `shade_match` and `shade_offset` move a share of the dense task's patches to
+    the shade of what they cover (train.paste.match_shade).
     """
 
     mode: str
@@ -23,6 +24,8 @@ class OutlierSettings:
     noise_mean: float = 0.5
     noise_std: float = 0.25
     flow_signal: str = 'full'
+    shade_match: float = 0.0
+    shade_offset: float = 0.2
 
     @property
     def pastes(self):

@@ -75,3 +75,28 @@ def paste(images, patches, positions):
         mask[b, window[0], window[1]] = True
     return Pasted(images=mixed, mask=mask, replaced=torch.stack(replaced).detach(),
                   positions=list(positions))
+
+
+def match_shade(patches, images, positions, *, probability, max_offset, generator):
+    """Return the patches, some of them moved to the shade of the pixels they will cover.
+
+    Each patch is chosen with `probability`; a chosen patch keeps its texture (its
+    deviations from its own per-channel mean) but takes the per-channel mean of the pixels
+    of `images` it will replace at `positions`, plus one offset for all three channels drawn
+    uniformly from [-max_offset, max_offset], then is clipped to [0, 1]. Why: the outliers
+    the segmenter misses are the ones close to the shade of the road under them (docs/
+    method.md section 6), and flow samples pasted as made rarely are. The move is affine in
+    the patch, so the gradient still reaches the flow (minus the mean, which it replaces).
+    Draws two numbers per patch from `generator` (CPU), and none when `probability` is 0.
+    """
+    if probability <= 0.0:
+        return patches
+    batch, size = patches.shape[0], patches.shape[-1]
+    chosen = torch.rand(batch, generator=generator) < probability
+    offsets = (2.0 * torch.rand(batch, generator=generator) - 1.0) * max_offset
+    covered = torch.stack([images[b, :, top:top + size, left:left + size]
+                           for b, (top, left) in enumerate(positions)]).detach()
+    target = covered.mean(dim=(2, 3), keepdim=True) + offsets.to(covered).view(-1, 1, 1, 1)
+    moved = (patches - patches.mean(dim=(2, 3), keepdim=True) + target.to(patches.dtype))
+    keep = chosen.to(patches.device).view(-1, 1, 1, 1)
+    return torch.where(keep, moved.clamp(0.0, 1.0), patches)

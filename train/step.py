@@ -13,7 +13,7 @@ import torch
 from dense_ood_ros.labels import IGNORE_INDEX
 from train.losses import flow_nll, segmentation_loss, to_label_resolution
 from train.outliers import draw_size, make_patches
-from train.paste import fit_size, paste, random_positions
+from train.paste import fit_size, match_shade, paste, random_positions
 
 # Stream ids that keep the step's random draws apart from each other and from data loading.
 _SIZE_STREAM, _POSITION_STREAM, _TENSOR_STREAM = 1, 2, 3
@@ -129,6 +129,8 @@ def compute_losses(segmenter, flow, images, labels, *, outliers, randomness, nor
                                      generator=randomness.position)
         patches = make_patches(outliers, flow=flow, batch_size=batch, size=size,
                                generator=randomness.tensor, device=images.device)
+        patches = match_shade(patches, images, positions, probability=outliers.shade_match,
+                              max_offset=outliers.shade_offset, generator=randomness.position)
         if outliers.mode == 'rnvp':
             link = FlowLink(samples=patches, leaf=patches.detach().requires_grad_(),
                             signal=outliers.flow_signal, lam=outliers.lam, batch_size=batch)
