@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from train.paste import fit_size, paste, random_positions
+from train.paste import fit_size, match_shade, paste, random_positions
 
 SIZES = (8, 16, 24, 32)
 
@@ -99,3 +99,55 @@ def test_the_gradient_reaches_the_patches_and_x_prime_is_detached():
     assert not pasted.replaced.requires_grad
     pasted.images.sum().backward()
     assert torch.equal(patches.grad, torch.ones_like(patches))
+
+
+def _textured(batch, size, *, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return 0.5 + 0.05 * torch.randn((batch, 3, size, size), generator=generator)
+
+
+def test_match_shade_with_probability_zero_returns_the_patches_and_draws_nothing():
+    patches = _textured(2, 8, seed=0)
+    generator = torch.Generator().manual_seed(5)
+    state = generator.get_state()
+    out = match_shade(patches, _images(2, 16, 16), [(0, 0), (4, 4)], probability=0.0,
+                      max_offset=0.2, generator=generator)
+    assert out is patches
+    assert torch.equal(generator.get_state(), state)
+
+
+def test_a_matched_patch_keeps_its_texture_and_takes_the_covered_shade_plus_an_offset():
+    images = torch.zeros((3, 3, 16, 16))
+    images[:, 0], images[:, 1], images[:, 2] = 0.3, 0.4, 0.5
+    images[1, :, 8:, 8:] = 0.6          # patch 1 covers a brighter corner
+    patches = _textured(3, 8, seed=1)
+    positions = [(0, 0), (8, 8), (4, 2)]
+    out = match_shade(patches, images, positions, probability=1.0, max_offset=0.1,
+                      generator=torch.Generator().manual_seed(2))
+    texture = patches - patches.mean(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(out - out.mean(dim=(2, 3), keepdim=True), texture)
+    for b, (top, left) in enumerate(positions):
+        covered = images[b, :, top:top + 8, left:left + 8].mean(dim=(1, 2))
+        offset = out[b].mean(dim=(1, 2)) - covered
+        # One offset for all three channels, within the bound.
+        torch.testing.assert_close(offset, offset[:1].expand(3))
+        assert abs(float(offset[0])) <= 0.1 + 1e-6
+
+
+def test_match_shade_chooses_about_the_requested_share_and_clips_to_the_image_range():
+    patches = torch.rand((400, 3, 4, 4))
+    images = torch.full((400, 3, 4, 4), 0.95)
+    out = match_shade(patches, images, [(0, 0)] * 400, probability=0.3, max_offset=0.2,
+                      generator=torch.Generator().manual_seed(0))
+    changed = (out != patches).flatten(1).any(dim=1).float().mean()
+    assert 0.22 < float(changed) < 0.38
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_the_gradient_reaches_the_patches_through_the_move_less_its_mean():
+    patches = _textured(1, 4, seed=3).requires_grad_()
+    weights = torch.randn((1, 3, 4, 4), generator=torch.Generator().manual_seed(4))
+    out = match_shade(patches, torch.full((1, 3, 8, 8), 0.5), [(2, 2)], probability=1.0,
+                      max_offset=0.05, generator=torch.Generator().manual_seed(0))
+    (out * weights).sum().backward()
+    torch.testing.assert_close(patches.grad, weights - weights.mean(dim=(2, 3), keepdim=True))

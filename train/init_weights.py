@@ -18,7 +18,7 @@ def load_initial_weights(path, *, network, flow, class_names, spec):
     ckpt = load_checkpoint(path, expected_arch=spec.arch)
     if list(ckpt.class_names) != list(class_names):
         raise CheckpointError(path, f'model.init_weights: its classes {ckpt.class_names} are '
-                              f'not the training set\'s {list(class_names)}')
+                              f"not the training set's {list(class_names)}")
     load_weights_strictly(network, ckpt.state_dict, path,
                           f'model.init_weights: the network does not fit {spec.arch}')
     if flow is None:
@@ -28,7 +28,7 @@ def load_initial_weights(path, *, network, flow, class_names, spec):
                               'run trains one (outliers.mode rnvp)')
     if dict(ckpt.flow_config) != dict(spec.flow_config):
         raise CheckpointError(path, f'model.init_weights: its flow is {ckpt.flow_config}, '
-                              f'this run\'s flow section asks for {spec.flow_config}')
+                              f"this run's flow section asks for {spec.flow_config}")
     load_weights_strictly(flow, ckpt.flow_state_dict, path,
                           'model.init_weights: the flow does not fit')
     return ckpt
