@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+import yaml
 
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
-from test_train_loop import tiny_config
+from test_train_loop import tiny_config, tiny_raw
 from train.build import build_run, build_trainer
+from train.config import ConfigError, resolve
 from train.distributed import DistEnv
 from train.joint import main
 from train.outliers import OutlierSettings
@@ -109,3 +111,25 @@ def test_the_step_pastes_flow_samples_in_the_shade_they_cover(shade_match):
     else:
         # An untrained flow's samples are centred on mid-grey.
         assert float((means - 0.3).abs().min()) > 0.15
+
+
+def test_a_fine_tune_resumes_after_its_init_checkpoint_is_gone(trained, tmp_path):
+    # The resume file holds the weights; the checkpoint the run started from may be deleted.
+    start = tmp_path / 'start.pt'
+    start.write_bytes(trained.read_bytes())
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump(tiny_raw(2, validation__dataset=None,
+                                              model__init_weights=str(start))))
+    out = tmp_path / 'run'
+    assert main(['--config', str(config), '--out', str(out), '--stop-after', '1']) == 0
+    start.unlink()
+    assert main(['--config', str(config), '--out', str(out), '--resume']) == 0
+    assert torch.load(out / 'resume.pt', weights_only=True)['iteration'] == 2
+
+
+def test_shade_matching_is_refused_for_the_image_wide_task():
+    raw = yaml.safe_load(open('config/train_cifar10.yaml'))
+    raw['outliers']['shade_match'] = 0.5
+    with pytest.raises(ConfigError, match="'outliers.shade_match' must be 0 for task "
+                                          "'classify'"):
+        resolve(raw)

@@ -260,12 +260,13 @@ def export_spec(config):
                       flow_config=flow_config(config) if has_flow else None)
 
 
-def build_run(config, env):
+def build_run(config, env, *, resuming=False):
     """Return the RunParts of a resolved config on `env`'s device.
 
     The order is the one training has always used, because it fixes every random draw:
     seed, data sets, network initialisation, flow initialisation. `model.init_weights`
-    then overwrites the initial weights, so the draws after it stay the same.
+    then overwrites the initial weights, so the draws after it stay the same; not when
+    `resuming`, since the resume file holds the weights (and the checkpoint may be gone).
     """
     device = env.device
     set_determinism(config, device)
@@ -280,7 +281,7 @@ def build_run(config, env):
     if flow is not None:
         flow.to(device).train()
     spec = export_spec(config)
-    if config['model']['init_weights'] is not None:
+    if config['model']['init_weights'] is not None and not resuming:
         load_initial_weights(config['model']['init_weights'], network=network, flow=flow,
                              class_names=class_names, spec=spec)
     optimizers, scheduler = build_optimizers(config, network, flow, device=device,
@@ -294,10 +295,13 @@ def build_run(config, env):
         export=spec, record=RunRecord(config))
 
 
-def build_trainer(config, *, out_dir, env=None):
-    """Return a Trainer for a resolved config, on `env` (default: this process alone)."""
+def build_trainer(config, *, out_dir, env=None, resuming=False):
+    """Return a Trainer for a resolved config, on `env` (default: this process alone).
+
+    `resuming`: the caller loads a resume file next, so `model.init_weights` is not read.
+    """
     env = env or DistEnv(device=select_device(config['device']))
-    return Trainer(build_run(config, env), out_dir=out_dir, env=env)
+    return Trainer(build_run(config, env, resuming=resuming), out_dir=out_dir, env=env)
 
 
 def init_process(config):

@@ -396,6 +396,9 @@ def _validate_task(config, where):
         raise ConfigError(f"{where}: config keys 'data.crop_size' and 'data.short_edge' must be "
                           f"{VGG_INPUT_SIDE} for task 'classify' (VGG-13's input side), got "
                           f"{data['crop_size']} and {data['short_edge']}")
+    if task == 'classify' and config['outliers']['shade_match'] > 0:
+        raise ConfigError(f"{where}: config key 'outliers.shade_match' must be 0 for task "
+                          "'classify': its outliers are whole images, with nothing to match")
     if task == 'classify' and config['outliers']['mode'] != 'none':
         # Algorithm 1 replaces whole images: the outlier side is the image side.
         crop = config['data']['crop_size']

@@ -71,7 +71,7 @@ def main(argv=None):
     try:
         try:
             # Dataset readers report a missing root or an empty split as OSError/ValueError.
-            trainer = build_trainer(config, out_dir=out_dir, env=env)
+            trainer = build_trainer(config, out_dir=out_dir, env=env, resuming=args.resume)
         except (OSError, ValueError) as error:
             raise TrainingError(f'cannot set up training: {error}') from error
         trainer.command = command_line(sys.argv[1:] if argv is None else argv)
