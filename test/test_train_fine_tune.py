@@ -105,6 +105,12 @@ def test_the_step_pastes_flow_samples_in_the_shade_they_cover(shade_match):
     losses = compute_losses(parts.network, parts.flow, images, labels, outliers=outliers,
                             randomness=step_randomness(0, 1), normalize=parts.normalize)
     means = losses.link.leaf.mean(dim=(2, 3))
+    # Eq. 4's gradient still reaches the flow through the samples as pasted (a weighted sum:
+    # a plain sum is blind to what the move keeps, the deviations from the mean).
+    weights = torch.randn(losses.link.samples.shape, generator=torch.Generator().manual_seed(0))
+    grads = torch.autograd.grad((losses.link.samples * weights).sum(),
+                                list(parts.flow.parameters()), allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
     if shade_match:
         # The grey they cover, up to what clipping at 0 adds back.
         assert float((means - 0.3).abs().max()) < 0.02
