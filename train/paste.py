@@ -62,19 +62,29 @@ def paste(images, patches, positions):
         raise ValueError(f'need one square patch and one position per image; got images '
                          f'{tuple(images.shape)}, patches {tuple(patches.shape)}, '
                          f'{len(positions)} positions')
+    replaced = covered_pixels(images, positions, size)
     mixed = images.clone()
     mask = torch.zeros((batch, height, width), dtype=torch.bool, device=images.device)
-    replaced = []
+    for b, (top, left) in enumerate(positions):
+        window = (slice(top, top + size), slice(left, left + size))
+        mixed[b, :, window[0], window[1]] = patches[b].to(mixed.dtype)
+        mask[b, window[0], window[1]] = True
+    return Pasted(images=mixed, mask=mask, replaced=replaced, positions=list(positions))
+
+
+def covered_pixels(images, positions, size):
+    """Return (N, 3, s, s), detached: the pixels of images[b] under an s x s patch at positions[b].
+
+    Raises ValueError naming the patch whose window leaves the image.
+    """
+    height, width = images.shape[-2:]
+    windows = []
     for b, (top, left) in enumerate(positions):
         if not (0 <= top <= height - size and 0 <= left <= width - size):
             raise ValueError(f'patch {b} at (top={top}, left={left}) with side {size} leaves '
                              f'the {height}x{width} image')
-        window = (slice(top, top + size), slice(left, left + size))
-        replaced.append(images[b, :, window[0], window[1]])
-        mixed[b, :, window[0], window[1]] = patches[b].to(mixed.dtype)
-        mask[b, window[0], window[1]] = True
-    return Pasted(images=mixed, mask=mask, replaced=torch.stack(replaced).detach(),
-                  positions=list(positions))
+        windows.append(images[b, :, top:top + size, left:left + size])
+    return torch.stack(windows).detach()
 
 
 def match_shade(patches, images, positions, *, probability, max_offset, generator):
@@ -94,8 +104,7 @@ def match_shade(patches, images, positions, *, probability, max_offset, generato
     batch, size = patches.shape[0], patches.shape[-1]
     chosen = torch.rand(batch, generator=generator) < probability
     offsets = (2.0 * torch.rand(batch, generator=generator) - 1.0) * max_offset
-    covered = torch.stack([images[b, :, top:top + size, left:left + size]
-                           for b, (top, left) in enumerate(positions)]).detach()
+    covered = covered_pixels(images, positions, size)
     target = covered.mean(dim=(2, 3), keepdim=True) + offsets.to(covered).view(-1, 1, 1, 1)
     moved = (patches - patches.mean(dim=(2, 3), keepdim=True) + target.to(patches.dtype))
     keep = chosen.to(patches.device).view(-1, 1, 1, 1)
