@@ -28,7 +28,7 @@ def test_scenes():
 def _assert_scenes_equal(a, b):
     for field in ('image', 'semantic', 'ood', 'anomaly_ids'):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
-    assert a.anomalies == b.anomalies
+    assert a.anomalies == b.anomalies and a.anomaly_styles == b.anomaly_styles
 
 
 @pytest.mark.parametrize('anomalies', [False, True])
@@ -169,6 +169,20 @@ def test_anomalies_are_not_coloured_like_their_road(test_scenes):
     # Hard and easy ones: some stay close to the road colour, some are vividly coloured.
     assert sum(d < 40 for d in distances) >= 2
     assert max(saturation) > 60
+
+
+def test_each_anomaly_names_the_style_it_is_painted_in(test_scenes):
+    # Grey objects take shades of the asphalt only; vivid and road-like ones carry palette
+    # colours (road-like ones in a stripe), i.e. pixels far from any grey.
+    coloured = {'vivid': [], 'grey': [], 'roadlike': []}
+    for scene in test_scenes:
+        assert len(scene.anomaly_styles) == len(scene.anomalies)
+        for k, style in enumerate(scene.anomaly_styles, 1):
+            inside = scene.image[scene.anomaly_ids == k].astype(int)
+            coloured[style].append((np.ptp(inside, 1) > 60).mean())
+    assert all(len(shares) >= 3 for shares in coloured.values()), coloured
+    assert max(coloured['grey']) < 0.02, coloured['grey']
+    assert np.median(coloured['vivid'] + coloured['roadlike']) > 0.1, coloured
 
 
 def test_anomaly_kinds_vary_and_scale_with_perspective(test_scenes):

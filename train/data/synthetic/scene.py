@@ -25,14 +25,16 @@ class Scene:
 
     ``image`` is uint8 HxWx3 RGB; ``semantic`` uint8 HxW Cityscapes trainIds with 255 on
     anomalies; ``ood`` uint8 HxW in the Fishyscapes Lost & Found convention (1 anomaly, 0 road,
-    255 everything else); ``anomalies`` the kinds placed, and ``anomaly_ids`` uint8 HxW with
-    ``k`` on the pixels of ``anomalies[k - 1]`` and 0 elsewhere.
+    255 everything else); ``anomalies`` the kinds placed, ``anomaly_styles`` how each is painted
+    ('vivid', 'grey' or 'roadlike'), and ``anomaly_ids`` uint8 HxW with ``k`` on the pixels of
+    ``anomalies[k - 1]`` and 0 elsewhere.
     """
 
     image: np.ndarray
     semantic: np.ndarray
     ood: np.ndarray
     anomalies: list
+    anomaly_styles: list
     anomaly_ids: np.ndarray
 
 
@@ -203,4 +205,5 @@ def render_scene(seed, *, height=256, width=512, anomalies=False):
     ood[semantic == ROAD] = 0
     ood[anomaly_ids > 0] = 1
     return Scene(image=image, semantic=semantic, ood=ood,
-                 anomalies=[placed[k - 1]['kind'] for k in visible], anomaly_ids=anomaly_ids)
+                 anomalies=[placed[k - 1]['kind'] for k in visible], anomaly_ids=anomaly_ids,
+                 anomaly_styles=[placed[k - 1]['style'] for k in visible])
