@@ -94,6 +94,7 @@ def test_count_misses_uses_the_requested_score(tiny_checkpoint_path):
     (['--checkpoint', 'missing.pt'], 'missing.pt'),
     (['--temperature', '0'], 'temperature must be positive'),
     (['--num-images', '0'], 'num-images must be at least 1'),
+    (['--height', '16'], 'at least 32x32, got 16x512'),
 ])
 def test_bad_input_is_named_and_exits_2(args, message, tiny_checkpoint_path, capsys):
     argv = ['--checkpoint', str(tiny_checkpoint_path)] + args

@@ -32,8 +32,8 @@ def instance_rows(score, scene):
     score and whether the mean lies below it (None when the image shows no road pixel).
     """
     if score.shape != scene.anomaly_ids.shape:
-        raise ValueError(f'score map is {score.shape[0]}x{score.shape[1]} but the scene is '
-                         f'{scene.anomaly_ids.shape[0]}x{scene.anomaly_ids.shape[1]}')
+        raise ValueError(f'score map is {_size(score.shape)} but the scene is '
+                         f'{_size(scene.anomaly_ids.shape)}')
     road = score[scene.ood == 0]
     median = float(np.median(road)) if road.size else None
     rows = []
@@ -44,6 +44,10 @@ def instance_rows(score, scene):
                      'road_median': median,
                      'below_road_median': None if median is None else mean < median})
     return rows
+
+
+def _size(shape):
+    return 'x'.join(str(side) for side in shape)
 
 
 def summarize(rows):
@@ -108,10 +112,11 @@ def main(argv=None):
                                      width=args.width, seed=args.seed)
         pipeline = DenseOODPipeline.from_checkpoint(load_checkpoint(args.checkpoint),
                                                     device=args.device)
+        # The world renders lazily, so a bad size is only found by the first scene.
+        rows = count_misses(pipeline, world, score=args.score, temperature=args.temperature)
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f'train.obstacle_misses: {error}', file=sys.stderr)
         return 2
-    rows = count_misses(pipeline, world, score=args.score, temperature=args.temperature)
     summary = summarize(rows)
     print(format_summary(summary))
     if args.json:
