@@ -29,9 +29,7 @@ import argparse
 import concurrent.futures
 import hashlib
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +44,8 @@ from train.build import synthetic_world  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.data.registry import build_dataset, known_names  # noqa: E402
 from train.evaluate import evaluate  # noqa: E402
+from train.seed_table import (comparisons, format_comparison, format_summary,  # noqa: E402
+                              SETTINGS, summarise)
 from train.state import MODEL_FILE, RESUME_FILE  # noqa: E402
 
 # Variant -> the config overrides that make it; everything else is the config's.
@@ -59,9 +59,6 @@ MODEL_NAMES = {'none': 'LDN', 'noise': 'LDN + noise', 'rnvp': 'LDN + RNVP (KL on
                'rnvp_full': 'LDN + RNVP (full Eq. 4)'}
 # The method's variants, each compared with both baselines.
 METHODS = ('rnvp', 'rnvp_full')
-# Table 3's rows per model, in the paper's order.
-SETTINGS = [('msp', 1.0), ('entropy', 1.0), ('msp', 10.0), ('entropy', 2.0)]
-METRICS = ('miou', 'ap', 'fpr95', 'auroc')
 DEFAULT_CONFIG = 'config/train_demo.yaml'
 DEFAULT_ITERATIONS = 500
 DEFAULT_JSON = os.path.join('benchmarks', 'results', 'table3_synthetic.json')
@@ -223,64 +220,6 @@ def evaluate_run(args):
     return 0
 
 
-def summarise(results, variants, seeds):
-    """Return table rows: per variant and setting, mean and sample std of each metric."""
-    rows = []
-    for variant in variants:
-        for index, (score, temperature) in enumerate(SETTINGS):
-            row = {'model': MODEL_NAMES[variant], 'variant': variant, 'score': score,
-                   'temperature': temperature}
-            for metric in METRICS:
-                values = [results[variant][seed]['rows'][index][metric] for seed in seeds]
-                row[metric] = statistics.fmean(values) if None not in values else None
-                row[f'{metric}_std'] = (statistics.stdev(values)
-                                        if None not in values and len(values) > 1 else None)
-                row[f'{metric}_per_seed'] = values
-            rows.append(row)
-    return rows
-
-
-def comparisons(results, seeds, *, method='rnvp', others=('none', 'noise')):
-    """Return, per setting and rival, the paired per-seed differences of AP and FPR95.
-
-    `beats` holds when the mean improvement exceeds one sample std of the differences
-    (AP higher, FPR95 lower), the criterion of the method issue's target.
-    """
-    out = []
-    for index, (score, temperature) in enumerate(SETTINGS):
-        for other in others:
-            if other not in results or method not in results:
-                continue
-            entry = {'score': score, 'temperature': temperature, 'method': method,
-                     'rival': other}
-            for metric, sign in (('ap', 1), ('fpr95', -1), ('miou', 1)):
-                diffs = [sign * (results[method][s]['rows'][index][metric]
-                                 - results[other][s]['rows'][index][metric]) for s in seeds]
-                mean = statistics.fmean(diffs)
-                std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-                entry[metric] = {'improvement_per_seed': diffs, 'mean': mean, 'std': std,
-                                 'beats': mean > std}
-            out.append(entry)
-    return out
-
-
-def format_summary(rows):
-    """Return the table with mean +- std in percent."""
-    header = f'{"Model":<40} ' + ' '.join(f'{m.upper():>13}' for m in METRICS)
-    lines = [header, '-' * len(header)]
-    for row in rows:
-        score = 'MSP' if row['score'] == 'msp' else 'H'
-        name = f'{row["model"]}, {score}, T={row["temperature"]:g}'
-        cells = []
-        for metric in METRICS:
-            mean, std = row[metric], row[f'{metric}_std']
-            cells.append('-' if mean is None else
-                         f'{100 * mean:.1f} +- {100 * std:.1f}' if std is not None else
-                         f'{100 * mean:.1f}')
-        lines.append(f'{name:<40} ' + ' '.join(f'{c:>13}' for c in cells))
-    return '\n'.join(lines)
-
-
 def main(argv=None):
     """Train every run (jobs side by side), evaluate, print the table, write the JSON."""
     args = parse_args(argv)
@@ -307,16 +246,12 @@ def main(argv=None):
         for future in concurrent.futures.as_completed(futures):
             variant, seed = futures[future]
             results[variant][seed] = future.result()
-    rows = summarise(results, args.variants, args.seeds)
+    rows = summarise(results, args.variants, args.seeds, names=MODEL_NAMES)
     print(format_summary(rows))
     compared = [entry for method in METHODS
                 for entry in comparisons(results, args.seeds, method=method)]
     for entry in compared:
-        print(f'{entry["method"]} vs {entry["rival"]} ({entry["score"]}, '
-              f'T={entry["temperature"]:g}): '
-              + ', '.join(f'{m} {100 * entry[m]["mean"]:+.1f} +- {100 * entry[m]["std"]:.1f}'
-                          f'{" (beats)" if entry[m]["beats"] else ""}'
-                          for m in ('ap', 'fpr95', 'miou')))
+        print(format_comparison(entry))
     first = results[args.variants[0]][args.seeds[0]]
     payload = {
         'config': args.config, 'config_values': config, 'commit': commit,
