@@ -95,7 +95,7 @@ def read_run(directory, evaluation_name):
     path = os.path.join(directory, evaluation_name)
     evaluation = read_json(path)
     misses_path = os.path.join(directory, MISSES_FILE)
-    misses = read_json(misses_path)['summary'] if os.path.exists(misses_path) else None
+    misses = read_json(misses_path).get('summary') if os.path.exists(misses_path) else None
     return {'directory': directory, 'seed': train['config']['seed'],
             'iteration': train.get('iteration'), 'commit': train.get('git_commit'),
             'command': train.get('command'), 'config': train['config'],
