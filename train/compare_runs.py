@@ -24,6 +24,7 @@ import sys
 
 from dense_ood_ros.atomic_file import write_json
 from dense_ood_ros.checkpoint import CheckpointError, load_checkpoint
+from train.config import flatten
 from train.seed_table import (comparisons, format_comparison, format_summary, METRICS,
                               MIOU_ALLOWANCE, SETTINGS, summarise, TARGET_SETTINGS)
 
@@ -38,17 +39,6 @@ def parse_arm(text):
     if not sep or not name or not directories:
         raise ValueError(f'--arm must be NAME=DIR[,DIR...], got {text!r}')
     return name, directories
-
-
-def flatten(config, prefix=''):
-    """Return a nested config as {dotted key: value}."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def differing_keys(configs):
