@@ -1,6 +1,7 @@
 """train.compare_runs: arms of finished runs paired by seed, and the method issue's target."""
 
 import json
+import shutil
 
 import pytest
 
@@ -118,3 +119,39 @@ def test_a_method_that_is_not_an_arm_is_named(tmp_path, capsys):
     a = write_run(tmp_path / 'a', seed=0, mode='none', ap=0.1, fpr95=0.8, miou=0.5)
     assert main(['--arm', f'none={a}', '--method', 'rnvp']) == 2
     assert "--method rnvp is not one of the arms ['none']" in capsys.readouterr().err
+
+
+def test_arms_recorded_in_an_earlier_json_give_the_same_table_once_their_runs_are_gone(
+        tmp_path, capsys):
+    first = tmp_path / 'first.json'
+    rnvp = ((0.30, 0.60), (0.33, 0.61), (0.31, 0.62))
+    arguments = arms(tmp_path, rnvp)
+    assert main(arguments + ['--json', str(first)]) == 0
+    for name in ('none', 'rnvp'):
+        for seed in range(3):
+            shutil.rmtree(tmp_path / f'{name}{seed}')
+    noise = arguments[arguments.index('--arm') + 3]
+    second = tmp_path / 'second.json'
+    assert main(['--recorded', f'none={first}', '--arm', noise, '--recorded', f'rnvp={first}',
+                 '--json', str(second)]) == 0
+    before, after = json.loads(first.read_text()), json.loads(second.read_text())
+    for key in ('seeds', 'arms_differ_in', 'rows', 'comparisons', 'target'):
+        assert after[key] == before[key], key
+    assert after['runs']['rnvp']['2']['recorded_in'] == str(first)
+    assert after['runs']['rnvp']['2']['directory'] == str(tmp_path / 'rnvp2')
+    assert 'recorded_in' not in after['runs']['noise']['0']
+
+
+@pytest.mark.parametrize('payload, message', [
+    ({'evaluation': 'held.json', 'runs': {'none': {}}}, "records no arm rnvp (it has ['none'])"),
+    ({'evaluation': 'val.json', 'runs': {}}, "records the evaluation 'val.json'"),
+    ({'evaluation': 'held.json', 'runs': {'rnvp': {'0': {'seed': 0}}}},
+     'arm rnvp seed 0 lacks'),
+])
+def test_a_recorded_arm_that_is_absent_or_incomplete_is_refused_by_name(
+        tmp_path, payload, message, capsys):
+    recorded = tmp_path / 'recorded.json'
+    recorded.write_text(json.dumps(payload))
+    a = write_run(tmp_path / 'a', seed=0, mode='none', ap=0.1, fpr95=0.8, miou=0.5)
+    assert main(['--arm', f'none={a}', '--recorded', f'rnvp={recorded}']) == 2
+    assert message in capsys.readouterr().err

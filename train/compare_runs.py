@@ -15,6 +15,10 @@ read from it) and the evaluation JSON; ``misses.json`` of ``train.obstacle_misse
 added when present. Within an arm the runs may differ in their seed only, and every arm must
 have the same seeds; anything else is refused by name, so a table never mixes recipes. The
 configuration keys in which the arms differ are printed and recorded.
+
+An arm whose run directories are gone can be taken from the JSON an earlier run of this
+command wrote, which keeps every run's provenance and rows: ``--recorded NAME=PATH.json``.
+The same checks apply to it as to directories.
 """
 
 import argparse
@@ -30,6 +34,9 @@ from train.seed_table import (comparisons, format_comparison, format_summary, ME
 
 MODEL_FILE = 'model.pt'
 MISSES_FILE = 'misses.json'
+# What read_run records of a run; a recorded run must have all of it.
+RUN_KEYS = ('directory', 'seed', 'iteration', 'commit', 'command', 'config', 'images', 'rows',
+            'below_road_median')
 
 
 def parse_arm(text):
@@ -39,6 +46,41 @@ def parse_arm(text):
     if not sep or not name or not directories:
         raise ValueError(f'--arm must be NAME=DIR[,DIR...], got {text!r}')
     return name, directories
+
+
+def read_arm(text, evaluation_name):
+    """Return (name, runs) of one arm given as NAME=DIR[,DIR...]."""
+    name, directories = parse_arm(text)
+    return name, [read_run(directory, evaluation_name) for directory in directories]
+
+
+def read_recorded(text, evaluation_name):
+    """Return (name, runs) of one arm as recorded in an earlier compare_runs JSON."""
+    name, sep, path = text.partition('=')
+    if not sep or not name or not path:
+        raise ValueError(f'--recorded must be NAME=FILE.json, got {text!r}')
+    payload = read_json(path)
+    if payload.get('evaluation') != evaluation_name:
+        raise ValueError(f'{path} records the evaluation {payload.get("evaluation")!r}, not '
+                         f'{evaluation_name!r}')
+    recorded = payload.get('runs', {}).get(name)
+    if not recorded:
+        known = sorted(payload.get('runs', {}))
+        raise ValueError(f'{path} records no arm {name} (it has {known})')
+    runs = []
+    for seed, run in sorted(recorded.items()):
+        where = f'{path}, arm {name} seed {seed}'
+        missing = [key for key in RUN_KEYS if key not in run]
+        if missing:
+            raise ValueError(f'{where} lacks {missing}')
+        runs.append({**run, 'rows': table_rows(run, where),
+                     'recorded_in': run.get('recorded_in', path)})
+    return name, runs
+
+
+def without_seed(config):
+    """Return a training config without its seed, the one key runs of an arm differ in."""
+    return {key: value for key, value in config.items() if key != 'seed'}
 
 
 def differing_keys(configs):
@@ -97,8 +139,7 @@ def check_arms(arms):
     """Refuse arms whose runs differ in more than the seed, or whose seeds differ."""
     seeds = None
     for name, runs in arms.items():
-        configs = [{k: v for k, v in run['config'].items() if k != 'seed'} for run in runs]
-        keys = differing_keys(configs)
+        keys = differing_keys([without_seed(run['config']) for run in runs])
         if keys:
             raise ValueError(f'arm {name}: its runs differ in {", ".join(keys)}, not only in '
                              'the seed')
@@ -135,8 +176,13 @@ def verdict(compared, rows, *, method, baseline):
 def parse_args(argv):
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--arm', action='append', required=True, metavar='NAME=DIR[,DIR...]',
+    # Both kinds of arm go to one list so that the table keeps the command line's order.
+    parser.add_argument('--arm', dest='arms', action='append', default=[],
+                        type=lambda text: (read_arm, text), metavar='NAME=DIR[,DIR...]',
                         help='an arm and its run directories (give one --arm per arm)')
+    parser.add_argument('--recorded', dest='arms', action='append',
+                        type=lambda text: (read_recorded, text), metavar='NAME=FILE.json',
+                        help='an arm as recorded in the --json of an earlier compare_runs')
     parser.add_argument('--method', default='rnvp', help='the arm compared with the others')
     parser.add_argument('--baseline', default='none', help='the arm mIoU is held against')
     parser.add_argument('--evaluation', default='held.json',
@@ -147,12 +193,14 @@ def parse_args(argv):
 
 def compare(args):
     """Read, check and compare the arms; return the JSON payload."""
+    if not args.arms:
+        raise ValueError('give the arms with --arm NAME=DIR[,DIR...] or --recorded NAME=FILE')
     arms = {}
-    for text in args.arm:
-        name, directories = parse_arm(text)
+    for read, text in args.arms:
+        name, runs = read(text, args.evaluation)
         if name in arms:
             raise ValueError(f'arm {name} given twice')
-        arms[name] = [read_run(directory, args.evaluation) for directory in directories]
+        arms[name] = runs
     for role, name in (('method', args.method), ('baseline', args.baseline)):
         if name not in arms:
             raise ValueError(f'--{role} {name} is not one of the arms {sorted(arms)}')
@@ -162,7 +210,8 @@ def compare(args):
     rivals = [name for name in arms if name != args.method]
     compared = comparisons(results, seeds, method=args.method, others=rivals)
     return {'seeds': seeds, 'evaluation': args.evaluation,
-            'arms_differ_in': differing_keys([runs[0]['config'] for runs in arms.values()]),
+            'arms_differ_in': differing_keys([without_seed(runs[0]['config'])
+                                              for runs in arms.values()]),
             'rows': rows, 'comparisons': compared,
             'target': verdict(compared, rows, method=args.method, baseline=args.baseline),
             'runs': {name: {str(run['seed']): run for run in runs}
