@@ -109,6 +109,9 @@ def test_an_evaluation_without_a_table_setting_is_refused_naming_file_and_settin
 @pytest.mark.parametrize('arguments, message', [
     (['--arm', 'none'], "--arm must be NAME=DIR[,DIR...], got 'none'"),
     (['--arm', 'none=/nowhere'], '/nowhere/model.pt'),
+    (['--recorded', 'rnvp'], "--recorded must be NAME=FILE.json, got 'rnvp'"),
+    (['--recorded', 'rnvp=/nowhere.json'], '/nowhere.json: no such file'),
+    ([], 'give the arms with --arm'),
 ])
 def test_bad_arms_and_missing_runs_are_named(arguments, message, capsys):
     assert main(arguments) == 2
@@ -147,6 +150,7 @@ def test_arms_recorded_in_an_earlier_json_give_the_same_table_once_their_runs_ar
     ({'evaluation': 'val.json', 'runs': {}}, "records the evaluation 'val.json'"),
     ({'evaluation': 'held.json', 'runs': {'rnvp': {'0': {'seed': 0}}}},
      'arm rnvp seed 0 lacks'),
+    ([1, 2], 'is not the JSON of train.compare_runs'),
 ])
 def test_a_recorded_arm_that_is_absent_or_incomplete_is_refused_by_name(
         tmp_path, payload, message, capsys):

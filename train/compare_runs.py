@@ -60,6 +60,8 @@ def read_recorded(text, evaluation_name):
     if not sep or not name or not path:
         raise ValueError(f'--recorded must be NAME=FILE.json, got {text!r}')
     payload = read_json(path)
+    if not isinstance(payload, dict):
+        raise ValueError(f'{path} is not the JSON of train.compare_runs')
     if payload.get('evaluation') != evaluation_name:
         raise ValueError(f'{path} records the evaluation {payload.get("evaluation")!r}, not '
                          f'{evaluation_name!r}')
