@@ -108,6 +108,7 @@ def test_an_evaluation_without_a_table_setting_is_refused_naming_file_and_settin
 
 @pytest.mark.parametrize('arguments, message', [
     (['--arm', 'none'], "--arm must be NAME=DIR[,DIR...], got 'none'"),
+    (['--arm', 'none=,'], "--arm must be NAME=DIR[,DIR...], got 'none=,'"),
     (['--arm', 'none=/nowhere'], '/nowhere/model.pt'),
     (['--recorded', 'rnvp'], "--recorded must be NAME=FILE.json, got 'rnvp'"),
     (['--recorded', 'rnvp=/nowhere.json'], '/nowhere.json: no such file'),
@@ -143,6 +144,13 @@ def test_arms_recorded_in_an_earlier_json_give_the_same_table_once_their_runs_ar
     assert after['runs']['rnvp']['2']['recorded_in'] == str(first)
     assert after['runs']['rnvp']['2']['directory'] == str(tmp_path / 'rnvp2')
     assert 'recorded_in' not in after['runs']['noise']['0']
+    # A recorded run keeps what a run directory gives, nothing less (compare_runs.RUN_KEYS).
+    assert set(after['runs']['rnvp']['2']) == set(after['runs']['noise']['0']) | {'recorded_in'}
+    # Recorded again from the second file, a run still names the file that first kept it.
+    third = tmp_path / 'third.json'
+    assert main(['--recorded', f'none={second}', '--recorded', f'rnvp={second}',
+                 '--json', str(third)]) == 0
+    assert json.loads(third.read_text())['runs']['none']['0']['recorded_in'] == str(first)
 
 
 @pytest.mark.parametrize('payload, message', [

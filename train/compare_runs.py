@@ -39,13 +39,18 @@ RUN_KEYS = ('directory', 'seed', 'iteration', 'commit', 'command', 'config', 'im
             'below_road_median')
 
 
+def split_named(text, option, form):
+    """Return (name, value) from NAME=VALUE, or raise naming `option` and its `form`."""
+    name, sep, value = text.partition('=')
+    if not sep or not name or not value.strip(','):
+        raise ValueError(f'{option} must be {form}, got {text!r}')
+    return name, value
+
+
 def parse_arm(text):
     """Return (name, [run directories]) from NAME=DIR[,DIR...]."""
-    name, sep, dirs = text.partition('=')
-    directories = [d for d in dirs.split(',') if d]
-    if not sep or not name or not directories:
-        raise ValueError(f'--arm must be NAME=DIR[,DIR...], got {text!r}')
-    return name, directories
+    name, dirs = split_named(text, '--arm', 'NAME=DIR[,DIR...]')
+    return name, [d for d in dirs.split(',') if d]
 
 
 def read_arm(text, evaluation_name):
@@ -56,9 +61,7 @@ def read_arm(text, evaluation_name):
 
 def read_recorded(text, evaluation_name):
     """Return (name, runs) of one arm as recorded in an earlier compare_runs JSON."""
-    name, sep, path = text.partition('=')
-    if not sep or not name or not path:
-        raise ValueError(f'--recorded must be NAME=FILE.json, got {text!r}')
+    name, path = split_named(text, '--recorded', 'NAME=FILE.json')
     payload = read_json(path)
     if not isinstance(payload, dict):
         raise ValueError(f'{path} is not the JSON of train.compare_runs')
